@@ -1,0 +1,615 @@
+"""The EdgeGateway API (edgeoperator.dev/v1alpha1) as pydantic models.
+
+These models are the single source of truth: ``crd.py`` turns them into the
+CRD's structural OpenAPI schema, and every cross-field rule is declared once as
+a :class:`CelRule` that becomes both a CEL ``x-kubernetes-validations`` entry
+(enforced by the API server at apply time) and a pydantic validator with the
+same message (enforced by ``edge-operator`` commands and the reconciler).
+
+Field names follow Kubernetes conventions (camelCase on the wire); Python code
+uses the snake_case attribute names.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from edge_operator.names import (
+    API_VERSION,
+    DEFAULT_NAMESPACE,
+    DEFAULT_ROLE_LABEL,
+    GATEWAY_LABEL,
+    KIND,
+)
+
+#: Oldest Kubernetes release whose API server understands every rule in the CRD
+#: (CEL ``isCIDR()`` arrived in 1.31).
+MIN_KUBERNETES_VERSION = "1.31"
+
+QUALIFIED_NAME = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+QUANTITY = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+MAX_QUALIFIED_NAME = 317  # 253 (DNS prefix) + "/" + 63 (name)
+
+
+@dataclass(frozen=True)
+class CelRule:
+    """A validation rule enforced by the API server (CEL) and by pydantic alike."""
+
+    rule: str
+    message: str
+
+    def schema(self) -> dict[str, str]:
+        return {"rule": self.rule, "message": self.message}
+
+
+def validations(*rules: CelRule) -> dict[str, Any]:
+    """JSON-schema extra that attaches CEL rules to a model or field."""
+    return {"x-kubernetes-validations": [r.schema() for r in rules]}
+
+
+NAME_IS_DNS_LABEL = CelRule(
+    f"self.metadata.name.matches('{DNS_LABEL}') && size(self.metadata.name) <= 63",
+    "metadata.name must be a DNS label (at most 63 lowercase letters, digits and '-'),"
+    " because it is used as a label value and in object names",
+)
+NODES_ONE_OF = CelRule(
+    "has(self.selector) != has(self.names)",
+    "exactly one of nodes.selector and nodes.names must be set",
+)
+NODES_COUNT_FITS_NAMES = CelRule(
+    "!has(self.count) || !has(self.names) || self.count <= size(self.names)",
+    "nodes.count cannot be larger than the number of nodes.names",
+)
+TRUSTED_CIDRS_REQUIRED = CelRule(
+    "self.mode == 'Direct' || (has(self.trustedCIDRs) && size(self.trustedCIDRs) > 0)",
+    "clientIP.trustedCIDRs must list at least one CIDR when clientIP.mode is"
+    " XForwardedFor or ProxyProtocol, so forwarded client addresses are trusted"
+    " only from the load balancer or CDN",
+)
+IS_CIDR = CelRule(
+    "isCIDR(self)",
+    "must be a CIDR such as 203.0.113.0/24 or 2001:db8::/32",
+)
+SELECTOR_VALUES = CelRule(
+    "(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)",
+    "matchExpressions: operators In and NotIn need values; Exists and DoesNotExist take none",
+)
+PORTS_DIFFER = CelRule(
+    "self.http != self.https",
+    "service.ports.http and service.ports.https must differ",
+)
+
+
+def _check_cidr(value: str) -> str:
+    # Mirrors CEL isCIDR(): an address, a slash and a prefix length; host bits may be set.
+    try:
+        if "/" not in value or "%" in value:
+            raise ValueError(value)
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} {IS_CIDR.message}") from None
+    return value
+
+
+def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not re.match(QUANTITY, value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 2 or 1Gi")
+    return value
+
+
+Cidr = Annotated[
+    str,
+    AfterValidator(_check_cidr),
+    Field(max_length=64, json_schema_extra=validations(IS_CIDR)),
+]
+Quantity = Annotated[
+    int | str,
+    AfterValidator(_check_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+LabelKey = Annotated[str, Field(pattern=QUALIFIED_NAME, max_length=MAX_QUALIFIED_NAME)]
+NodeName = Annotated[str, Field(pattern=DNS_SUBDOMAIN, max_length=253)]
+
+
+class Model(BaseModel):
+    """Base of every API model: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_default=True,
+    )
+
+
+def section(model: type[Model], description: str) -> Any:
+    """A sub-object whose own fields all have defaults.
+
+    The CRD default ``{}`` lets the API server fill in the nested defaults, so a
+    stored object always shows every effective setting.
+    """
+    return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
+
+
+# --- spec.nodes ---------------------------------------------------------------------------
+
+
+class LabelSelectorRequirement(Model):
+    model_config = ConfigDict(json_schema_extra=validations(SELECTOR_VALUES))
+
+    key: LabelKey = Field(description="The label key that the selector applies to.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="How the key relates to the values."
+    )
+    values: list[str] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Values for In and NotIn; must be empty for Exists and DoesNotExist.",
+    )
+
+    @model_validator(mode="after")
+    def _values_match_operator(self) -> LabelSelectorRequirement:
+        if (self.operator in ("In", "NotIn")) != bool(self.values):
+            raise ValueError(SELECTOR_VALUES.message)
+        return self
+
+
+class LabelSelector(Model):
+    """A standard Kubernetes label selector (metav1.LabelSelector)."""
+
+    match_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Nodes must carry every one of these labels with exactly these values.",
+    )
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Set-based requirements; all must hold (AND).",
+    )
+
+
+class Taint(Model):
+    key: LabelKey | None = Field(
+        default=None,
+        description="Taint key. Defaults to nodes.roleLabel.",
+    )
+    value: str = Field(
+        default="",
+        pattern=LABEL_VALUE,
+        max_length=63,
+        description="Taint value.",
+    )
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute", "None"] = Field(
+        default="NoSchedule",
+        description=(
+            "Taint effect. None means edge nodes are not tainted (other workloads may share"
+            " them). NoExecute evicts pods that do not tolerate it; the operator applies it to"
+            " a node only after the gateway's controller pod is Ready there."
+        ),
+    )
+
+
+class NodeSelection(Model):
+    """Which nodes become this gateway's edge nodes and how they are marked."""
+
+    model_config = ConfigDict(json_schema_extra=validations(NODES_ONE_OF, NODES_COUNT_FITS_NAMES))
+
+    selector: LabelSelector | None = Field(
+        default=None,
+        description=(
+            "Label selector for candidate nodes. Exactly one of selector and names is set."
+            " Nodes the operator labels itself are matched by their other labels, so do not"
+            " select on nodes.roleLabel."
+        ),
+    )
+    names: list[NodeName] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="Explicit node names. Exactly one of selector and names is set.",
+    )
+    count: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Use only this many of the candidate nodes, spread evenly over"
+            " topology.kubernetes.io/zone. The choice is stable: nodes already chosen stay"
+            " chosen while they remain eligible. Unset means every candidate."
+        ),
+    )
+    role_label: LabelKey = Field(
+        default=DEFAULT_ROLE_LABEL,
+        description=(
+            'Label set (with value "") on every edge node, together with'
+            f" {GATEWAY_LABEL}: <gateway name>."
+        ),
+    )
+    taint: Taint = section(
+        Taint, "Taint put on every edge node so only the gateway's controller runs there."
+    )
+    min_worker_nodes: int = Field(
+        default=1,
+        ge=0,
+        description=(
+            "The operator refuses a selection that would leave fewer than this many"
+            " schedulable nodes that are not edge nodes."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> NodeSelection:
+        if (self.selector is None) == (self.names is None):
+            raise ValueError(NODES_ONE_OF.message)
+        if self.count is not None and self.names is not None and self.count > len(self.names):
+            raise ValueError(NODES_COUNT_FITS_NAMES.message)
+        return self
+
+    @property
+    def taint_key(self) -> str:
+        """The effective taint key (the role label unless set)."""
+        return self.taint.key or self.role_label
+
+
+# --- spec.controller ----------------------------------------------------------------------
+
+
+class IngressClassSpec(Model):
+    name: str = Field(
+        default="",
+        pattern=f"^$|{DNS_SUBDOMAIN}",
+        max_length=253,
+        description="IngressClass name. Empty means the gateway's metadata.name.",
+    )
+    default: bool = Field(
+        default=False,
+        description=(
+            "Mark the IngressClass as the cluster default"
+            " (ingressclass.kubernetes.io/is-default-class)."
+        ),
+    )
+
+
+class ResourceRequirements(Model):
+    """Compute resources of the controller container (core/v1 ResourceRequirements)."""
+
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict, description="Maximum resources, e.g. {cpu: '2', memory: 1Gi}."
+    )
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict, description="Requested resources, e.g. {cpu: 500m}."
+    )
+
+
+class Controller(Model):
+    """The ingress controller workload that runs on the edge nodes."""
+
+    provider: Literal["traefik", "ingress-nginx"] = Field(
+        default="traefik",
+        description=(
+            "Ingress controller implementation. ingress-nginx is supported for existing"
+            " installations; its upstream project was retired in March 2026."
+        ),
+    )
+    image: str = Field(
+        default="",
+        max_length=512,
+        description="Override of the provider's pinned default image. Empty uses the default.",
+    )
+    replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Unset means one pod per edge node: the only even spread under"
+            " externalTrafficPolicy Local. A number caps the pods at that many (never more"
+            " than edge nodes); edge nodes without a pod then receive no Local traffic."
+        ),
+    )
+    namespace: str = Field(
+        default=DEFAULT_NAMESPACE,
+        pattern=DNS_LABEL,
+        max_length=63,
+        description="Namespace of the workload objects; created if missing.",
+    )
+    ingress_class: IngressClassSpec = section(IngressClassSpec, "The IngressClass to serve.")
+    resources: ResourceRequirements = section(
+        ResourceRequirements, "Compute resources of the controller container."
+    )
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra annotations on the controller pods."
+    )
+    extra_args: list[Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Extra command-line arguments appended to the controller's own.",
+    )
+
+
+# --- spec.service -------------------------------------------------------------------------
+
+
+class Ports(Model):
+    model_config = ConfigDict(json_schema_extra=validations(PORTS_DIFFER))
+
+    http: int = Field(default=80, ge=1, le=65535, description="Service port for HTTP.")
+    https: int = Field(default=443, ge=1, le=65535, description="Service port for HTTPS.")
+
+    @model_validator(mode="after")
+    def _differ(self) -> Ports:
+        if self.http == self.https:
+            raise ValueError(PORTS_DIFFER.message)
+        return self
+
+
+class ServiceSpec(Model):
+    """The LoadBalancer Service in front of the controller pods."""
+
+    external_traffic_policy: Literal["Local", "Cluster"] = Field(
+        default="Local",
+        description=(
+            "Local keeps the client address and avoids a second hop. Cluster is allowed but"
+            " hides the client address behind SNAT; the gateway then reports a warning"
+            " condition."
+        ),
+    )
+    load_balancer_class: str = Field(
+        default="",
+        pattern=f"^$|{QUALIFIED_NAME}",
+        max_length=MAX_QUALIFIED_NAME,
+        description="spec.loadBalancerClass of the Service. Empty leaves it unset.",
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Annotations for the Service, e.g. the cloud load balancer's settings.",
+    )
+    load_balancer_source_ranges: list[Cidr] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Client CIDRs allowed through the load balancer. Empty allows all.",
+    )
+    ports: Ports = section(Ports, "Service ports.")
+    ip_family_policy: Literal["SingleStack", "PreferDualStack", "RequireDualStack"] = Field(
+        default="SingleStack", description="spec.ipFamilyPolicy of the Service."
+    )
+
+
+# --- spec.clientIP, rollout, mesh ---------------------------------------------------------
+
+
+class ClientIP(Model):
+    """How the real client address reaches the backends."""
+
+    model_config = ConfigDict(json_schema_extra=validations(TRUSTED_CIDRS_REQUIRED))
+
+    mode: Literal["Direct", "XForwardedFor", "ProxyProtocol"] = Field(
+        default="Direct",
+        description=(
+            "Direct: the peer address is the client (needs externalTrafficPolicy Local);"
+            " X-Forwarded-For sent by clients is not trusted and is replaced."
+            " XForwardedFor: trust incoming X-Forwarded-For only from trustedCIDRs (a CDN or"
+            " L7 load balancer). ProxyProtocol: the load balancer speaks PROXY protocol;"
+            " accepted only from trustedCIDRs."
+        ),
+    )
+    trusted_cidrs: list[Cidr] = Field(
+        default_factory=list,
+        alias="trustedCIDRs",
+        max_length=64,
+        description=(
+            "Sources trusted to report the client address. Required for XForwardedFor and"
+            " ProxyProtocol; ignored for Direct."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _cidrs_required(self) -> ClientIP:
+        if self.mode != "Direct" and not self.trusted_cidrs:
+            raise ValueError(TRUSTED_CIDRS_REQUIRED.message)
+        return self
+
+
+class LoadBalancerHealthCheck(Model):
+    """The health check the load balancer runs against healthCheckNodePort."""
+
+    interval_seconds: int = Field(
+        default=10, ge=1, le=300, description="Seconds between two health checks."
+    )
+    unhealthy_threshold: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Failed checks after which the load balancer stops sending to a node.",
+    )
+
+
+class Rollout(Model):
+    """Drain timing, derived from the load balancer's health check."""
+
+    load_balancer_health_check: LoadBalancerHealthCheck = section(
+        LoadBalancerHealthCheck,
+        "The load balancer's health check; the pods' preStop delay and minReadySeconds"
+        " are derived from it so no node drops traffic during a rollout.",
+    )
+
+
+class Mesh(Model):
+    provider: Literal["None", "Istio", "Linkerd"] = Field(
+        default="None",
+        description=(
+            "Service mesh the controller pods join so edge-to-worker traffic is mTLS."
+            " None leaves the pods out of any mesh."
+        ),
+    )
+
+
+class EdgeGatewaySpec(Model):
+    """Desired state of an EdgeGateway."""
+
+    nodes: NodeSelection = Field(description="Which nodes become edge nodes.")
+    controller: Controller = section(Controller, "The ingress controller workload.")
+    service: ServiceSpec = section(ServiceSpec, "The LoadBalancer Service.")
+    client_ip: ClientIP = Field(
+        default_factory=ClientIP,
+        alias="clientIP",
+        description="How the real client address reaches the backends.",
+        json_schema_extra={"default": {}},
+    )
+    rollout: Rollout = section(Rollout, "Rollout timing.")
+    mesh: Mesh = section(Mesh, "Service mesh membership of the controller pods.")
+    paused: bool = Field(
+        default=False,
+        description="When true the operator changes nothing and only fills status.plan.",
+    )
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+class Condition(Model):
+    """A metav1.Condition."""
+
+    type: str = Field(
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+        r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+        max_length=316,
+        description="Condition type, e.g. Ready.",
+    )
+    status: Literal["True", "False", "Unknown"] = Field(description="Condition status.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation the condition was computed for."
+    )
+    last_transition_time: str = Field(
+        description="When the status last changed.",
+        json_schema_extra={"format": "date-time"},
+    )
+    reason: str = Field(
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        max_length=1024,
+        min_length=1,
+        description="CamelCase reason for the last transition.",
+    )
+    message: str = Field(default="", max_length=32768, description="Human-readable details.")
+
+
+class EdgeNodeStatus(Model):
+    name: str = Field(description="Node name.")
+    zone: str = Field(default="", description="The node's topology.kubernetes.io/zone.")
+    ready: bool = Field(default=False, description="The node's Ready condition is True.")
+    controller_pods: int = Field(
+        default=0, ge=0, description="Ready controller pods of this gateway on the node."
+    )
+
+
+class Address(Model):
+    type: Literal["IPAddress", "Hostname"] = Field(description="Kind of address.")
+    value: str = Field(description="The load balancer's address.")
+
+
+class NodeChange(Model):
+    name: str = Field(description="Node name.")
+    action: Literal["Label", "Taint", "Restore"] = Field(
+        description="Label or Taint the node, or Restore it to how it was before."
+    )
+    detail: str = Field(default="", description="What exactly changes.")
+
+
+class ObjectChange(Model):
+    kind: str = Field(description="Object kind.")
+    name: str = Field(description="Object name.")
+    namespace: str = Field(default="", description="Namespace; empty for cluster objects.")
+    action: Literal["Create", "Update", "Delete"] = Field(description="What would happen.")
+
+
+class Plan(Model):
+    """What the next reconcile would change."""
+
+    nodes: list[NodeChange] = Field(default_factory=list, description="Node changes.")
+    objects: list[ObjectChange] = Field(default_factory=list, description="Object changes.")
+
+
+class EdgeGatewayStatus(Model):
+    """Observed state, written by the operator only when it changes."""
+
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation this status describes."
+    )
+    phase: Literal["Pending", "Provisioning", "Ready", "Degraded", "Paused"] | None = Field(
+        default=None, description="Summary of the conditions."
+    )
+    edge_nodes: list[EdgeNodeStatus] = Field(
+        default_factory=list, description="The gateway's edge nodes."
+    )
+    edge_node_count: int | None = Field(default=None, description="Number of edge nodes.")
+    replicas: int | None = Field(default=None, description="Desired controller pods.")
+    ready_replicas: int | None = Field(default=None, description="Ready controller pods.")
+    addresses: list[Address] = Field(
+        default_factory=list, description="Addresses of the load balancer."
+    )
+    ingress_class_name: str | None = Field(default=None, description="The IngressClass served.")
+    plan: Plan | None = Field(default=None, description="What the next reconcile would change.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description=(
+            "Ready, NodesConfigured, TaintSafe, ControllerAvailable and LoadBalancerReady,"
+            " keyed by type."
+        ),
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+
+
+class ObjectMeta(BaseModel):
+    """The part of metadata the operator reads; everything else passes through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=DNS_LABEL, max_length=63)
+
+
+class EdgeGateway(BaseModel):
+    """A whole EdgeGateway object, as read from a file or the API."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    api_version: str = Field(alias="apiVersion")
+    kind: str
+    metadata: ObjectMeta
+    spec: EdgeGatewaySpec
+    status: EdgeGatewayStatus | None = None
+
+    @model_validator(mode="after")
+    def _is_edge_gateway(self) -> EdgeGateway:
+        if (self.api_version, self.kind) != (API_VERSION, KIND):
+            raise ValueError(
+                f"expected apiVersion {API_VERSION} kind {KIND}, got {self.api_version} {self.kind}"
+            )
+        return self

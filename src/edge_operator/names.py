@@ -1,0 +1,33 @@
+"""Every name the operator spells: API group, labels, annotations, field manager.
+
+Nothing else in the package writes these strings; import them from here.
+"""
+
+from typing import Final
+
+GROUP: Final = "edgeoperator.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "EdgeGateway"
+LIST_KIND: Final = "EdgeGatewayList"
+PLURAL: Final = "edgegateways"
+SINGULAR: Final = "edgegateway"
+SHORT_NAMES: Final = ("egw",)
+CATEGORIES: Final = ("edge-operator",)
+CRD_NAME: Final = f"{PLURAL}.{GROUP}"
+
+#: Server-side apply field manager for every write the operator makes.
+FIELD_MANAGER: Final = "edge-operator"
+
+#: Label on every object the operator creates (and on its edge nodes): the owning gateway.
+GATEWAY_LABEL: Final = f"{GROUP}/gateway"
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE: Final = "edge-operator"
+
+#: The only finalizer the operator uses, on EdgeGateways (never on Nodes).
+FINALIZER: Final = f"{GROUP}/node-restore"
+
+DEFAULT_ROLE_LABEL: Final = "node-role.kubernetes.io/edge"
+DEFAULT_NAMESPACE: Final = "edge-system"
+ZONE_LABEL: Final = "topology.kubernetes.io/zone"
+HOSTNAME_LABEL: Final = "kubernetes.io/hostname"
