@@ -153,10 +153,14 @@ class Model(BaseModel):
 def section(model: type[Model], description: str) -> Any:
     """A sub-object whose own fields all have defaults.
 
-    The CRD default ``{}`` lets the API server fill in the nested defaults, so a
-    stored object always shows every effective setting.
+    Its CRD default is the whole defaulted object, so a stored EdgeGateway shows
+    every effective setting. (Not ``{}``: the API server checks a default against
+    the CEL rules as written, before nested defaults apply, and ``{}`` fails them.)
     """
-    return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
+    default = model().model_dump(by_alias=True, exclude_none=True)
+    return Field(
+        default_factory=model, description=description, json_schema_extra={"default": default}
+    )
 
 
 # --- spec.nodes ---------------------------------------------------------------------------
@@ -479,7 +483,7 @@ class EdgeGatewaySpec(Model):
         default_factory=ClientIP,
         alias="clientIP",
         description="How the real client address reaches the backends.",
-        json_schema_extra={"default": {}},
+        json_schema_extra={"default": ClientIP().model_dump(by_alias=True)},
     )
     rollout: Rollout = section(Rollout, "Rollout timing.")
     mesh: Mesh = section(Mesh, "Service mesh membership of the controller pods.")
@@ -569,6 +573,13 @@ class EdgeGatewayStatus(Model):
     edge_node_count: int | None = Field(default=None, description="Number of edge nodes.")
     replicas: int | None = Field(default=None, description="Desired controller pods.")
     ready_replicas: int | None = Field(default=None, description="Ready controller pods.")
+    daemon_sets_not_tolerating: list[str] = Field(
+        default_factory=list,
+        description=(
+            "namespace/name of the DaemonSets whose pods do not tolerate the edge taint, so"
+            " will not run on edge nodes (see the TaintSafe condition)."
+        ),
+    )
     addresses: list[Address] = Field(
         default_factory=list, description="Addresses of the load balancer."
     )
