@@ -1,0 +1,26 @@
+"""Test-suite options shared by both tiers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+E2E_DIR = Path(__file__).parent / "e2e"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--kubeconfig",
+        default=None,
+        help=(
+            "run the e2e tier against this cluster (kind, or any other) instead of starting"
+            " a local control plane; also EDGE_OPERATOR_E2E_KUBECONFIG"
+        ),
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_DIR in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.e2e)

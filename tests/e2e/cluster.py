@@ -1,0 +1,286 @@
+"""Helpers for end-to-end tests against a real API server.
+
+Everything here talks to a real cluster (the local control plane from
+hack/localcluster.py, or any cluster given with --kubeconfig); there is no fake.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parents[2]
+FIELD_MANAGER = "edge-operator-e2e"
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+
+
+def wait_for(
+    probe: Callable[[], T | None],
+    what: str,
+    timeout: float = 60.0,
+    interval: float = 0.25,
+) -> T:
+    """Poll ``probe`` until it returns something truthy, and return that.
+
+    Bounded: fails with ``what`` and the last value seen after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = probe()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}"
+            )
+        time.sleep(interval)
+
+
+@dataclass
+class Cluster:
+    """Typed API groups of one cluster plus the objects a test made there."""
+
+    kubeconfig: Path
+    api: client.ApiClient
+    core: client.CoreV1Api = field(init=False)
+    apps: client.AppsV1Api = field(init=False)
+    custom: client.CustomObjectsApi = field(init=False)
+    apiext: client.ApiextensionsV1Api = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.apiext = client.ApiextensionsV1Api(self.api)
+
+    @classmethod
+    def connect(cls, kubeconfig: Path) -> Cluster:
+        return cls(kubeconfig, config.new_client_from_config(config_file=str(kubeconfig)))
+
+    # --- CRD ----------------------------------------------------------------------------
+
+    def apply_crd(self, path: Path) -> dict[str, Any]:
+        """Server-side apply the CRD file and wait until it is Established."""
+        body = yaml.safe_load(path.read_text())
+        name = body["metadata"]["name"]
+        self.apiext.patch_custom_resource_definition(
+            name,
+            body,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+
+        def established() -> dict[str, Any] | None:
+            crd = self.api.sanitize_for_serialization(
+                self.apiext.read_custom_resource_definition(name)
+            )
+            conditions = crd.get("status", {}).get("conditions", [])
+            ok = any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+            return crd if ok else None
+
+        return wait_for(established, f"CRD {name} Established", timeout=30)
+
+    # --- nodes ----------------------------------------------------------------------------
+
+    def create_node(
+        self,
+        name: str,
+        *,
+        zone: str = "zone-a",
+        labels: dict[str, str] | None = None,
+        taints: list[dict[str, str]] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Create a Node that kwok keeps Ready, and wait until it is."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "topology.kubernetes.io/zone": zone,
+                    "type": "kwok",
+                    **(labels or {}),
+                },
+                "annotations": {KWOK_ANNOTATION: "fake", **(annotations or {})},
+            },
+            "spec": {"providerID": f"kwok://{name}", "taints": taints or []},
+            "status": {
+                "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            },
+        }
+        self.core.create_node(body)
+        return wait_for(lambda: self.node_if_settled(name), f"node {name} settled", timeout=60)
+
+    def node(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.api.sanitize_for_serialization(self.core.read_node(name))
+        return result
+
+    def node_if_settled(self, name: str) -> dict[str, Any] | None:
+        """The node once kwok made it Ready and the controllers are done with it.
+
+        The controller-manager's TTL controller annotates new nodes and its node
+        lifecycle controller adds and lifts node.kubernetes.io/* taints; a test's
+        "before" snapshot must be taken after that.
+        """
+        node = self.node(name)
+        conditions = node.get("status", {}).get("conditions", [])
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        annotated = "node.alpha.kubernetes.io/ttl" in (node["metadata"].get("annotations") or {})
+        system_taints = [
+            t
+            for t in node["spec"].get("taints") or []
+            if t["key"].startswith("node.kubernetes.io/")
+        ]
+        return node if ready and annotated and not system_taints else None
+
+    def delete_node(self, name: str) -> None:
+        ignore_not_found(lambda: self.core.delete_node(name))
+
+    # --- workloads and services -----------------------------------------------------------
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.api.sanitize_for_serialization(
+            self.apps.read_namespaced_deployment(name, namespace)
+        )
+        return result
+
+    def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
+        result: list[dict[str, Any]] = self.api.sanitize_for_serialization(pods.items)
+        return result
+
+    def service(self, namespace: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.api.sanitize_for_serialization(
+            self.core.read_namespaced_service(name, namespace)
+        )
+        return result
+
+    def assign_load_balancer(self, namespace: str, name: str, ip: str) -> None:
+        """Play the cloud's load-balancer controller: publish ``ip`` in the Service status.
+
+        The local control plane has no cloud provider, so nothing else ever fills
+        ``status.loadBalancer``; a real LB controller would do exactly this patch.
+        """
+        self.core.patch_namespaced_service_status(
+            name, namespace, {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}
+        )
+
+
+def ignore_not_found(call: Callable[[], object]) -> None:
+    try:
+        call()
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for cond in obj.get("status", {}).get("conditions", []) or []:
+        if cond.get("type") == type_:
+            return dict(cond)
+    return None
+
+
+GROUP, VERSION, PLURAL = "edgeoperator.dev", "v1alpha1", "edgegateways"
+
+
+class Gateways:
+    """EdgeGateways made by one test, and the waits tests need on them."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.names: list[str] = []
+
+    def create(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        self.names.append(name)
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "EdgeGateway",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        created: dict[str, Any] = self.cluster.custom.create_cluster_custom_object(
+            GROUP, VERSION, PLURAL, body
+        )
+        return created
+
+    def get(self, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self.cluster.custom.get_cluster_custom_object(
+            GROUP, VERSION, PLURAL, name
+        )
+        return obj
+
+    def patch(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        obj: dict[str, Any] = self.cluster.custom.patch_cluster_custom_object(
+            GROUP, VERSION, PLURAL, name, patch, _content_type="application/merge-patch+json"
+        )
+        return obj
+
+    def wait_condition(
+        self,
+        name: str,
+        type_: str,
+        status: str,
+        reason: str | None = None,
+        timeout: float = 60,
+    ) -> dict[str, Any]:
+        """Wait until the condition holds for the gateway's current generation."""
+
+        def holds() -> dict[str, Any] | None:
+            obj = self.get(name)
+            cond = condition(obj, type_)
+            current = obj.get("status", {}).get("observedGeneration") == obj["metadata"].get(
+                "generation"
+            )
+            ok = (
+                current
+                and cond is not None
+                and cond["status"] == status
+                and (reason is None or cond["reason"] == reason)
+            )
+            return obj if ok else None
+
+        what = f"{name} {type_}={status}" + (f" ({reason})" if reason else "")
+        return wait_for(holds, what, timeout=timeout)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        found = self.cluster.core.list_event_for_all_namespaces(
+            field_selector=f"involvedObject.name={name},involvedObject.kind=EdgeGateway"
+        )
+        result: list[dict[str, Any]] = self.cluster.api.sanitize_for_serialization(found.items)
+        return result
+
+    def delete(self, name: str, timeout: float = 60) -> None:
+        ignore_not_found(
+            lambda: self.cluster.custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+        )
+
+        def gone() -> bool:
+            try:
+                self.get(name)
+            except ApiException as error:
+                if error.status == 404:
+                    return True
+                raise
+            return False
+
+        wait_for(gone, f"EdgeGateway {name} deleted (its finalizer restores the nodes)", timeout)
+
+    def delete_all(self) -> None:
+        for name in reversed(self.names):
+            self.delete(name)
