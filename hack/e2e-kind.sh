@@ -32,7 +32,7 @@ trap cleanup EXIT
 "$tools/kind" create cluster --config "$repo/hack/kind.yaml" --kubeconfig "$kubeconfig" --wait 120s
 "$tools/cloud-provider-kind" >"$work/cloud-provider-kind.log" 2>&1 &
 pids+=("$!")
-"$kwok" --kubeconfig "$kubeconfig" --manage-all-nodes=false \
+"$kwok" --kubeconfig "$kubeconfig" --manage-all-nodes=false --node-lease-duration-seconds=10 \
   --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake >"$work/kwok.log" 2>&1 &
 pids+=("$!")
 "$repo/.venv/bin/pytest" "$repo/tests" --kubeconfig "$kubeconfig" "$@"

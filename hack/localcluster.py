@@ -290,6 +290,10 @@ def _stop(state: _State, name: str) -> None:
                 os.kill(pid, sig)
             while _owned(state, name, pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
+        # When up() ran in this process the component is our child: reap it, or it
+        # lingers as a zombie. It has exited, or is exiting after SIGKILL, by now.
+        with suppress(ChildProcessError):
+            os.waitpid(pid, 0)
     state.pid_file(name).unlink(missing_ok=True)
 
 
@@ -370,6 +374,11 @@ def _argv(state: _State, ports: dict[str, int], k8s_bin: Path) -> dict[str, list
             # Not the developer's ~/.kwok/kwok.yaml: kwok's default stages, always.
             # Without --server-address kwok opens no port at all, which is all we need.
             f"--config={os.devnull}",
+            # Renew node Leases (10 s: kwok waits one duration before a new node goes
+            # Ready): its default heartbeat stage relies on them, and
+            # without a Lease the node lifecycle controller marks the nodes Unknown
+            # (and taints them unreachable) after its 50 s grace period.
+            "--node-lease-duration-seconds=10",
         ],
     }  # fmt: skip
 
@@ -428,7 +437,29 @@ def _node(name: str, zone: str, pool: str, kubelet_version: str) -> dict[str, An
         "kind": "Node",
         "metadata": {"name": name, "labels": labels, "annotations": dict([KWOK_ANNOTATION])},
         "spec": {"providerID": f"kwok://{name}"},
-        "status": {"allocatable": resources, "capacity": resources, "nodeInfo": info},
+        "status": {
+            "allocatable": resources,
+            "capacity": resources,
+            "nodeInfo": info,
+            "conditions": [ready_condition()],
+        },
+    }
+
+
+def ready_condition() -> dict[str, str]:
+    """A Ready condition for a new kwok Node.
+
+    kwok's own first Ready can take 30-50 s on a busy machine; a node created Ready
+    is kept Ready from the start by kwok's Lease heartbeats.
+    """
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {
+        "type": "Ready",
+        "status": "True",
+        "reason": "KubeletReady",
+        "message": "kwok",
+        "lastHeartbeatTime": now,
+        "lastTransitionTime": now,
     }
 
 

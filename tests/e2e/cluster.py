@@ -16,6 +16,8 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+import localcluster
+
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +123,7 @@ class Cluster:
             "status": {
                 "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
                 "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                "conditions": [localcluster.ready_condition()],
             },
         }
         self.core.create_node(body)

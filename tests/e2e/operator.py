@@ -50,7 +50,11 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        wait_for(self._healthy, "the operator's liveness endpoint", timeout=60)
+        try:
+            wait_for(self._healthy, "the operator's liveness endpoint", timeout=60)
+        except BaseException:
+            self.stop()
+            raise
 
     def _healthy(self) -> bool:
         assert self.proc is not None
