@@ -31,3 +31,7 @@ DEFAULT_ROLE_LABEL: Final = "node-role.kubernetes.io/edge"
 DEFAULT_NAMESPACE: Final = "edge-system"
 ZONE_LABEL: Final = "topology.kubernetes.io/zone"
 HOSTNAME_LABEL: Final = "kubernetes.io/hostname"
+
+#: Annotation on an edge node: JSON record of every label and taint the operator
+#: manages there and the value each had before (see facts.NodeRecord).
+NODE_RECORD_ANNOTATION: Final = f"{GROUP}/node-record"

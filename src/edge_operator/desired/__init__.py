@@ -1,0 +1,1 @@
+"""Pure builders of desired state: functions of (spec, facts), no I/O."""

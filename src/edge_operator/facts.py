@@ -1,0 +1,252 @@
+"""A frozen snapshot of the cluster, gathered once per reconcile pass.
+
+Builders and decisions are pure functions of these facts. Nodes are kept as
+small records (never whole Node objects): at thousands of nodes a full Node is
+~15 KB, a NodeFacts a few hundred bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from edge_operator import api, names
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    effect: str
+    value: str = ""
+
+    @property
+    def ident(self) -> tuple[str, str]:
+        """A node holds at most one taint per (key, effect)."""
+        return (self.key, self.effect)
+
+    def to_api(self) -> dict[str, str]:
+        out = {"key": self.key, "effect": self.effect}
+        if self.value:
+            out["value"] = self.value
+        return out
+
+    def __str__(self) -> str:
+        value = f"={self.value}" if self.value else ""
+        return f"{self.key}{value}:{self.effect}"
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str = ""
+    operator: str = "Equal"
+    value: str = ""
+    effect: str = ""
+
+    def tolerates(self, taint: Taint) -> bool:
+        """core/v1 Toleration.ToleratesTaint."""
+        if self.effect and self.effect != taint.effect:
+            return False
+        if self.key and self.key != taint.key:
+            return False
+        if self.operator == "Exists":
+            return True
+        # Equal with an empty key matches nothing (the API server refuses it anyway).
+        return bool(self.key) and self.value == taint.value
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Toleration:
+        return cls(
+            key=raw.get("key") or "",
+            operator=raw.get("operator") or "Equal",
+            value=raw.get("value") or "",
+            effect=raw.get("effect") or "",
+        )
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """What the operator changed on a node, kept in an annotation on that node.
+
+    For every label and taint the operator manages on the node: the value before
+    the operator touched it (None: the key was absent). Restoring puts exactly
+    these back.
+    """
+
+    gateway: str
+    labels: Mapping[str, str | None] = field(default_factory=dict)
+    taints: Mapping[tuple[str, str], str | None] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "gateway": self.gateway,
+                "labels": dict(sorted(self.labels.items())),
+                "taints": [
+                    {"key": k, "effect": e, "previousValue": v}
+                    for (k, e), v in sorted(self.taints.items())
+                ],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> NodeRecord | None:
+        """None when the annotation is not a record we wrote (edited by hand)."""
+        try:
+            raw = json.loads(text)
+            return cls(
+                gateway=str(raw["gateway"]),
+                labels={str(k): _opt_str(v) for k, v in raw.get("labels", {}).items()},
+                taints={
+                    (str(t["key"]), str(t["effect"])): _opt_str(t.get("previousValue"))
+                    for t in raw.get("taints", [])
+                },
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    name: str
+    labels: Mapping[str, str]
+    taints: tuple[Taint, ...] = ()
+    record_text: str | None = None
+    ready: bool = False
+    unschedulable: bool = False
+    resource_version: str = ""
+
+    @property
+    def zone(self) -> str:
+        return self.labels.get(names.ZONE_LABEL, "")
+
+    @property
+    def owner(self) -> str | None:
+        """The gateway that holds this node, by its ownership label."""
+        return self.labels.get(names.GATEWAY_LABEL)
+
+    @property
+    def record(self) -> NodeRecord | None:
+        return NodeRecord.from_json(self.record_text) if self.record_text else None
+
+    @property
+    def schedulable(self) -> bool:
+        return self.ready and not self.unschedulable
+
+    @classmethod
+    def from_api(cls, node: Mapping[str, Any]) -> NodeFacts:
+        """Keep only what decisions need from a Node (a dict in API form)."""
+        meta = node.get("metadata") or {}
+        spec = node.get("spec") or {}
+        status = node.get("status") or {}
+        conditions = status.get("conditions") or []
+        return cls(
+            name=meta["name"],
+            labels=dict(meta.get("labels") or {}),
+            taints=tuple(
+                Taint(t["key"], t["effect"], t.get("value") or "") for t in spec.get("taints") or []
+            ),
+            record_text=(meta.get("annotations") or {}).get(names.NODE_RECORD_ANNOTATION),
+            ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+            unschedulable=bool(spec.get("unschedulable")),
+            resource_version=meta.get("resourceVersion", ""),
+        )
+
+
+@dataclass(frozen=True)
+class GatewayFacts:
+    """An EdgeGateway as the reconciler sees it."""
+
+    name: str
+    uid: str
+    created: str  # RFC 3339, sorts chronologically
+    generation: int
+    deleting: bool
+    spec: api.EdgeGatewaySpec | None
+    spec_error: str | None
+    status: Mapping[str, Any]
+
+    @property
+    def age_key(self) -> tuple[str, str]:
+        """Older first; the name breaks ties between gateways created in the same second."""
+        return (self.created, self.name)
+
+    @classmethod
+    def from_api(cls, obj: Mapping[str, Any]) -> GatewayFacts:
+        meta = obj["metadata"]
+        spec: api.EdgeGatewaySpec | None = None
+        error: str | None = None
+        try:
+            spec = api.EdgeGatewaySpec.model_validate(obj.get("spec") or {})
+        except ValidationError as invalid:
+            error = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}"
+                for e in invalid.errors()
+            )
+        return cls(
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            created=meta.get("creationTimestamp", ""),
+            generation=int(meta.get("generation", 0)),
+            deleting=bool(meta.get("deletionTimestamp")),
+            spec=spec,
+            spec_error=error,
+            status=obj.get("status") or {},
+        )
+
+
+@dataclass(frozen=True)
+class DaemonSetFacts:
+    namespace: str
+    name: str
+    tolerations: tuple[Toleration, ...]
+
+    def tolerates(self, taint: Taint) -> bool:
+        return any(t.tolerates(taint) for t in self.tolerations)
+
+    @classmethod
+    def from_api(cls, ds: Mapping[str, Any]) -> DaemonSetFacts:
+        pod_spec = ds.get("spec", {}).get("template", {}).get("spec", {}) or {}
+        return cls(
+            namespace=ds["metadata"]["namespace"],
+            name=ds["metadata"]["name"],
+            tolerations=tuple(Toleration.from_api(t) for t in pod_spec.get("tolerations") or []),
+        )
+
+
+@dataclass(frozen=True)
+class PodFacts:
+    """A controller pod of a gateway."""
+
+    name: str
+    node_name: str
+    ready: bool
+
+    @classmethod
+    def from_api(cls, pod: Mapping[str, Any]) -> PodFacts:
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        return cls(
+            name=pod["metadata"]["name"],
+            node_name=(pod.get("spec") or {}).get("nodeName") or "",
+            ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+        )
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything one reconcile pass of one gateway reads."""
+
+    gateway: GatewayFacts
+    others: tuple[GatewayFacts, ...]
+    nodes: Mapping[str, NodeFacts]
+    daemonsets: tuple[DaemonSetFacts, ...] = ()
+    controller_pods: tuple[PodFacts, ...] = ()
+    now: str = ""

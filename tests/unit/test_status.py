@@ -1,0 +1,75 @@
+"""Conditions, phase and status patches: pure functions."""
+
+from __future__ import annotations
+
+from edge_operator.desired import status as rules
+from edge_operator.desired.nodes import NodeDecision, Refusal
+from edge_operator.facts import Facts, GatewayFacts, NodeFacts
+
+T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
+
+
+def gw(status: dict[str, object] | None = None, **spec: object) -> GatewayFacts:
+    return GatewayFacts.from_api(
+        {
+            "metadata": {"name": "gw", "generation": 3, "creationTimestamp": T0},
+            "spec": {"nodes": {"selector": {}}, **spec},
+            "status": status or {},
+        }
+    )
+
+
+def test_transition_time_moves_only_on_a_flip() -> None:
+    first = rules.merge_conditions([], [rules.Cond("Ready", "False", "A", "a")], T0, 1)
+    same = rules.merge_conditions(first, [rules.Cond("Ready", "False", "B", "b")], T1, 2)
+    assert same[0]["lastTransitionTime"] == T0
+    assert (same[0]["reason"], same[0]["observedGeneration"]) == ("B", 2)
+    flipped = rules.merge_conditions(same, [rules.Cond("Ready", "True", "Ok", "ok")], T1, 2)
+    assert flipped[0]["lastTransitionTime"] == T1
+
+
+def test_status_is_a_fixed_point() -> None:
+    node = NodeFacts("n1", {"topology.kubernetes.io/zone": "z"}, ready=True)
+    decision = NodeDecision(selected=("n1",))
+    facts = Facts(gateway=gw(), others=(), nodes={"n1": node}, now=T0)
+    first = rules.gateway_status(facts, decision, applied=True)
+    assert first["phase"] == "Ready"
+    assert first["edgeNodes"] == [{"name": "n1", "zone": "z", "ready": True, "controllerPods": 0}]
+    later = Facts(gateway=gw(status=first), others=(), nodes={"n1": node}, now=T1)
+    again = rules.gateway_status(later, decision, applied=True)
+    assert rules.merge_patch(first, again) == {}
+
+
+def test_refusal_is_degraded_and_not_ready() -> None:
+    decision = NodeDecision(selected=(), refusal=Refusal("NoEdgeNodes", "none"))
+    status = rules.gateway_status(Facts(gw(), (), {}, now=T0), decision, applied=False)
+    by_type = {c["type"]: c for c in status["conditions"]}
+    assert status["phase"] == "Degraded"
+    assert by_type["Ready"]["status"] == "False"
+    assert by_type["Ready"]["reason"] == "NoEdgeNodes"
+    assert by_type["NodesConfigured"]["message"] == "none"
+
+
+def test_taint_warning_does_not_block_ready() -> None:
+    decision = NodeDecision(selected=("n1",), intolerant_daemonsets=("ns/ds",))
+    nodes = {"n1": NodeFacts("n1", {}, ready=True)}
+    status = rules.gateway_status(Facts(gw(), (), nodes, now=T0), decision, applied=True)
+    by_type = {c["type"]: c for c in status["conditions"]}
+    assert by_type["TaintSafe"]["status"] == "False"
+    assert "ns/ds" in by_type["TaintSafe"]["message"]
+    assert status["phase"] == "Ready"
+    assert status["daemonSetsNotTolerating"] == ["ns/ds"]
+
+
+def test_invalid_spec_status() -> None:
+    status = rules.invalid_status({"phase": "Ready"}, 4, "spec.nodes: bad", T0)
+    assert status["phase"] == "Degraded"
+    assert status["observedGeneration"] == 4
+    assert {c["reason"] for c in status["conditions"]} == {"InvalidSpec"}
+
+
+def test_merge_patch() -> None:
+    old = {"a": 1, "b": {"c": 2, "d": 3}, "gone": True, "l": [1]}
+    new = {"a": 1, "b": {"c": 2, "d": 4}, "l": [1, 2]}
+    assert rules.merge_patch(old, new) == {"b": {"d": 4}, "gone": None, "l": [1, 2]}
+    assert rules.merge_patch(new, new) == {}
