@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,12 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run", help="run the operator against the current kubeconfig or in-cluster config"
+    )
+    run.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        default=None,
+        help="kubeconfig to use (default: in-cluster credentials, else $KUBECONFIG)",
     )
     run.add_argument(
         "--liveness",
@@ -61,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.kubeconfig:
+        # Set before kopf imports the Kubernetes client, which reads it at import time;
+        # kopf's login and edge_operator.kube both take it from there.
+        os.environ["KUBECONFIG"] = args.kubeconfig
     import kopf  # noqa: PLC0415 - heavy; only `run` needs it
     import prometheus_client  # noqa: PLC0415
 

@@ -1,17 +1,101 @@
 """kopf registrations. Thin: every decision lives in pure modules.
 
 Importing this module registers the handlers with kopf's default registry.
+
+- EdgeGateway create/update/resume and a slow timer run the reconcile pass;
+  delete restores the nodes (the only finalizer, and only on EdgeGateways).
+- Nodes are followed with ``on.event`` only, into a cache of small records:
+  kopf never writes annotations or finalizers onto Nodes. A node change that
+  matters to a gateway (it holds the node, selects it, or is waiting for nodes)
+  queues that gateway for a pass; a burst of changes becomes one pass.
 """
 
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
 from typing import Any
 
 import kopf
 
 from edge_operator import names
+from edge_operator.desired.nodes import candidates, holder
+from edge_operator.desired.status import NODES_CONFIGURED
+from edge_operator.facts import GatewayFacts, NodeFacts
+from edge_operator.kube import Kube, KubeError
+from edge_operator.reconcile import NodeCache, Reconciler
+
+log = logging.getLogger(__name__)
+
+GATEWAYS: dict[str, Any] = {"group": names.GROUP, "version": names.VERSION, "plural": names.PLURAL}
+#: Full pass of every gateway even when nothing was seen to change.
+RESYNC_SECONDS = 300.0
+#: Delay before a failed pass runs again.
+RETRY_SECONDS = 10.0
+#: Node events closer together than this are handled in one pass.
+DEBOUNCE_SECONDS = 0.2
+
+
+class Runtime:
+    """Operator-wide state, kept in kopf's memo."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.cache = NodeCache()
+        self.reconciler = Reconciler(kube, self.cache)
+        self.gateways: dict[str, GatewayFacts] = {}
+        self.pending: set[str] = set()
+        self.wake = asyncio.Event()
+        self.worker: asyncio.Task[None] | None = None
+
+    def poke(self, *gateways: str) -> None:
+        if gateways:
+            self.pending.update(gateways)
+            self.wake.set()
+
+    def affected_by(self, before: NodeFacts | None, after: NodeFacts | None) -> set[str]:
+        """The gateways whose decision a node change can alter."""
+        seen = [n for n in (before, after) if n is not None]
+        out = {h for n in seen if (h := holder(n))}
+        for gw in self.gateways.values():
+            if gw.spec is None or gw.deleting:
+                continue
+            if any(candidates(gw.spec, {n.name: n}) for n in seen) or not _converged(gw):
+                out.add(gw.name)
+        return out
+
+    async def work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            await asyncio.sleep(DEBOUNCE_SECONDS)
+            batch, self.pending = sorted(self.pending), set()
+            for name in batch:
+                try:
+                    await asyncio.to_thread(self.reconciler.reconcile, name)
+                except Exception:
+                    log.exception("reconcile of %s failed; retrying in %ss", name, RETRY_SECONDS)
+                    loop.call_later(RETRY_SECONDS, self.poke, name)
+
+
+def _converged(gw: GatewayFacts) -> bool:
+    return any(
+        c.get("type") == NODES_CONFIGURED and c.get("status") == "True"
+        for c in gw.status.get("conditions") or []
+    )
+
+
+def runtime(memo: kopf.Memo) -> Runtime:
+    rt: Runtime = memo["runtime"]
+    return rt
+
+
+# --- operator lifecycle -------------------------------------------------------------------
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # kopf keeps its bookkeeping (handler progress, last-handled state) in annotations
     # under our own prefix, and only on EdgeGateways: Nodes are never handled by kopf.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
@@ -19,4 +103,86 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix=names.GROUP, key="last-handled-configuration"
     )
     settings.persistence.finalizer = names.FINALIZER
-    settings.posting.level = 20  # logging.INFO: Events for changes and refusals, not debug chatter
+    settings.posting.level = logging.INFO
+    rt = Runtime(Kube.connect())
+    try:
+        # Startup handlers finish before kopf starts any watch, so the node events
+        # that follow only bring this complete list forward.
+        count = await asyncio.to_thread(rt.reconciler.seed)
+    except KubeError as error:
+        raise kopf.TemporaryError(f"cannot list nodes: {error}", delay=RETRY_SECONDS) from error
+    log.info("following %d nodes", count)
+    rt.worker = asyncio.create_task(rt.work())
+    memo["runtime"] = rt
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    rt = memo.get("runtime")
+    if isinstance(rt, Runtime) and rt.worker:
+        rt.worker.cancel()
+
+
+# --- nodes: events only -------------------------------------------------------------------
+
+
+@kopf.on.event("", "v1", "nodes")
+async def node_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    rt = runtime(memo)
+    raw = event["object"]
+    name = raw["metadata"]["name"]
+    if event["type"] == "DELETED":
+        before, after = rt.cache.remove(name), None
+    else:
+        after = NodeFacts.from_api(raw)
+        before = rt.cache.put(after)
+        if before is not None and replace(before, resource_version="") == replace(
+            after, resource_version=""
+        ):
+            return  # a heartbeat or a field we do not look at
+    rt.poke(*rt.affected_by(before, after))
+
+
+# --- EdgeGateways ---------------------------------------------------------------------------
+
+
+@kopf.on.event(**GATEWAYS)
+async def gateway_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Track every gateway; a change of one can free or claim nodes for the others."""
+    rt = runtime(memo)
+    raw = event["object"]
+    name = raw["metadata"]["name"]
+    before = rt.gateways.get(name)
+    if event["type"] == "DELETED":
+        rt.gateways.pop(name, None)
+        changed = True
+    else:
+        after = GatewayFacts.from_api(raw)
+        rt.gateways[name] = after
+        changed = before is None or (before.generation, before.deleting) != (
+            after.generation,
+            after.deleting,
+        )
+    if changed:
+        rt.poke(*(other for other in rt.gateways if other != name))
+
+
+@kopf.on.resume(**GATEWAYS)
+@kopf.on.create(**GATEWAYS)
+@kopf.on.update(**GATEWAYS)
+@kopf.timer(**GATEWAYS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+def reconcile_gateway(name: str, memo: kopf.Memo, **_: Any) -> None:
+    try:
+        runtime(memo).reconciler.reconcile(name)
+    except KubeError as error:
+        raise kopf.TemporaryError(f"API request failed: {error}", delay=RETRY_SECONDS) from error
+
+
+@kopf.on.delete(**GATEWAYS)
+def delete_gateway(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    try:
+        runtime(memo).reconciler.cleanup(body)
+    except KubeError as error:
+        raise kopf.TemporaryError(
+            f"could not restore every node yet: {error}", delay=RETRY_SECONDS
+        ) from error
