@@ -12,7 +12,7 @@ kubectl apply --server-side --field-manager=edge-operator-demo -f "$repo/crds/"
 kubectl wait --for=condition=Established crd/edgegateways.edgeoperator.dev --timeout=60s
 
 # The operator runs out of cluster as part of the local cluster: cluster-down stops it.
-python3 "$repo/hack/localcluster.py" spawn --dir "$dir" edge-operator -- \
+python3 "$repo/hack/localcluster.py" spawn --dir "$dir" --name edge-operator -- \
   "$repo/.venv/bin/python" -m edge_operator run --kubeconfig "$dir/kubeconfig"
 
 kubectl apply -f "$repo/examples/basic.yaml"
@@ -22,7 +22,11 @@ fi
 echo
 kubectl get egw
 echo
-kubectl get nodes -L nodepool,topology.kubernetes.io/zone,node-role.kubernetes.io/edge,edgeoperator.dev/gateway
+kubectl get nodes -L nodepool,topology.kubernetes.io/zone,edgeoperator.dev/gateway
+echo
+kubectl get nodes -o custom-columns='NAME:.metadata.name,TAINTS:.spec.taints[*].key'
+echo
+kubectl describe egw public | sed -n '/^Status:/,$p'
 cat <<MSG
 
 To use this cluster:  eval "\$(python3 hack/localcluster.py env --dir $dir)"

@@ -596,17 +596,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="state directory")
     parser.add_argument("--nodes", type=int, default=6, help="kwok Nodes to create (up)")
     parser.add_argument("--zones", type=int, default=3, help="zones to spread them over (up)")
-    parser.add_argument(
-        "extra",
-        nargs="*",
-        help="spawn: NAME -- COMMAND [ARG...], a process that `down` stops with the cluster",
-    )
-    args = parser.parse_args(argv)
-    if (args.command == "spawn") != bool(args.extra) or len(args.extra) == 1:
-        parser.error("spawn takes NAME -- COMMAND [ARG...]; the other commands take none")
+    parser.add_argument("--name", help="spawn: the process's name (its pid and log files)")
+    parser.epilog = "spawn --name NAME -- COMMAND [ARG...]: a process `down` stops with the cluster"
+    words = sys.argv[1:] if argv is None else argv
+    # Everything after "--" is spawn's command, options included.
+    split = words.index("--") if "--" in words else len(words)
+    args = parser.parse_args(words[:split])
+    command = words[split + 1 :]
+    if (args.command == "spawn") != bool(command and args.name):
+        parser.error("spawn takes --name NAME -- COMMAND [ARG...]; the other commands take none")
     try:
         state = _State(args.dir or default_dir())
-        _command(args.command, state, args.nodes, args.zones, args.extra)
+        _command(args.command, state, args.nodes, args.zones, [args.name, *command])
     except ClusterError as error:
         print(f"localcluster: {error}", file=sys.stderr)
         return 1

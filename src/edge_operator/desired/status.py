@@ -103,7 +103,7 @@ def ready_condition(conditions: Sequence[Cond]) -> Cond:
     """Ready when every condition it depends on is True (TaintSafe only warns)."""
     blocking = [c for c in conditions if c.type != TAINT_SAFE and c.status != "True"]
     if not blocking:
-        return Cond(READY, "True", "Ready", "the gateway is serving on its edge nodes")
+        return Cond(READY, "True", "Ready", "every condition the gateway depends on is True")
     first = blocking[0]
     return Cond(READY, "False", first.reason, f"{first.type}: {first.message}")
 
