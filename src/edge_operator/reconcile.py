@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,35 +128,28 @@ class Reconciler:
             self._post(obj, result.events)
 
     def _decide_and_apply(self, gw: GatewayFacts, result: PassResult) -> PassResult:
+        refusal: node_rules.Refusal | None
         if gw.spec is None:
             assert gw.spec_error is not None
             status = status_rules.invalid_status(
                 gw.status, gw.generation, gw.spec_error, self.clock()
             )
-            self._write_status(gw, status, result)
-            return result
-
-        facts = self._facts(gw)
-        decision = node_rules.decide(facts)
-        apply = decision.refusal is None and not gw.spec.paused
-        if apply:
-            for update in decision.updates:
-                self._apply(update, result)
-            facts = Facts(
-                gateway=gw,
-                others=facts.others,
-                nodes=self.cache.snapshot(),
-                daemonsets=facts.daemonsets,
-                controller_pods=facts.controller_pods,
-                now=facts.now,
-            )
-        status = status_rules.gateway_status(facts, decision, applied=apply)
+            refusal = node_rules.Refusal("InvalidSpec", gw.spec_error)
+        else:
+            facts = self._facts(gw)
+            decision = node_rules.decide(facts)
+            refusal = decision.refusal
+            apply = refusal is None and not gw.spec.paused
+            if apply:
+                for update in decision.updates:
+                    self._apply(update, result)
+                facts = replace(facts, nodes=self.cache.snapshot())
+            status = status_rules.gateway_status(facts, decision, applied=apply)
         before = _condition(gw.status, status_rules.NODES_CONFIGURED)
         self._write_status(gw, status, result)
-        if decision.refusal and before != _condition(status, status_rules.NODES_CONFIGURED):
-            result.events.append(
-                Event("Warning", decision.refusal.reason, decision.refusal.message)
-            )
+        # One Warning per refusal, not one per pass that finds it still refused.
+        if refusal and before != _condition(status, status_rules.NODES_CONFIGURED):
+            result.events.append(Event("Warning", refusal.reason, refusal.message))
         return result
 
     def _facts(self, gw: GatewayFacts) -> Facts:
