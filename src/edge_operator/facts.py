@@ -8,7 +8,7 @@ small records (never whole Node objects): at thousands of nodes a full Node is
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +110,11 @@ class NodeRecord:
             return None
 
 
+def is_true(conditions: Iterable[Mapping[str, Any]], type_: str) -> bool:
+    """Whether the API object's condition of this type has status True."""
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in conditions)
+
+
 def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
 
@@ -155,7 +160,7 @@ class NodeFacts:
                 Taint(t["key"], t["effect"], t.get("value") or "") for t in spec.get("taints") or []
             ),
             record_text=(meta.get("annotations") or {}).get(names.NODE_RECORD_ANNOTATION),
-            ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+            ready=is_true(conditions, "Ready"),
             unschedulable=bool(spec.get("unschedulable")),
             resource_version=meta.get("resourceVersion", ""),
         )
@@ -236,7 +241,7 @@ class PodFacts:
         return cls(
             name=pod["metadata"]["name"],
             node_name=(pod.get("spec") or {}).get("nodeName") or "",
-            ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+            ready=is_true(conditions, "Ready"),
         )
 
 

@@ -22,7 +22,7 @@ import kopf
 from edge_operator import names
 from edge_operator.desired.nodes import candidates, holder
 from edge_operator.desired.status import NODES_CONFIGURED
-from edge_operator.facts import GatewayFacts, NodeFacts
+from edge_operator.facts import GatewayFacts, NodeFacts, is_true
 from edge_operator.kube import Kube, KubeError
 from edge_operator.reconcile import NodeCache, Reconciler
 
@@ -80,10 +80,7 @@ class Runtime:
 
 
 def _converged(gw: GatewayFacts) -> bool:
-    return any(
-        c.get("type") == NODES_CONFIGURED and c.get("status") == "True"
-        for c in gw.status.get("conditions") or []
-    )
+    return is_true(gw.status.get("conditions") or [], NODES_CONFIGURED)
 
 
 def runtime(memo: kopf.Memo) -> Runtime:
