@@ -136,11 +136,13 @@ class Cluster:
     def node_if_settled(self, name: str) -> dict[str, Any] | None:
         """The node once kwok made it Ready and the controllers are done with it.
 
-        The controller-manager's TTL controller annotates new nodes and its node
-        lifecycle controller adds and lifts node.kubernetes.io/* taints; a test's
-        "before" snapshot must be taken after that.
+        The controller-manager's TTL controller annotates new nodes, and its node
+        lifecycle controller adds and lifts node.kubernetes.io/* taints and copies
+        kubernetes.io/{os,arch} to the beta.kubernetes.io/ labels; a test's "before"
+        snapshot must be taken after all that.
         """
         node = self.node(name)
+        labels = node["metadata"].get("labels") or {}
         conditions = node.get("status", {}).get("conditions", [])
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
         annotated = "node.alpha.kubernetes.io/ttl" in (node["metadata"].get("annotations") or {})
@@ -149,7 +151,13 @@ class Cluster:
             for t in node["spec"].get("taints") or []
             if t["key"].startswith("node.kubernetes.io/")
         ]
-        return node if ready and annotated and not system_taints else None
+        beta_labels = all(
+            f"beta.kubernetes.io/{k}" in labels
+            for k in ("os", "arch")
+            if f"kubernetes.io/{k}" in labels
+        )
+        settled = ready and annotated and not system_taints and beta_labels
+        return node if settled else None
 
     def delete_node(self, name: str) -> None:
         ignore_not_found(lambda: self.core.delete_node(name))
