@@ -19,7 +19,7 @@ missing=()
 for c in "${k8s_cmds[@]}"; do [ -x "$bin/$c" ] || missing+=("$c"); done
 
 if [ "${#missing[@]}" -gt 0 ]; then
-  echo "building ${missing[*]} $K8S_VERSION into $bin (cold: ~5-10 min on 2 cores)" >&2
+  echo "building ${missing[*]} $K8S_VERSION into $bin (cold: about 6 min on 2 cores)" >&2
   work="$cache/build/k8s-$K8S_VERSION"
   mkdir -p "$work" "$bin"
   cd "$work"
