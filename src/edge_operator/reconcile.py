@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 #: Attempts of one pass when a node changed under it (resourceVersion conflict).
 ATTEMPTS = 3
+#: Event reason for each kind of node change.
+EVENT_REASONS = {"Label": "NodeLabelled", "Taint": "NodeTainted", "Restore": "NodeRestored"}
 
 
 class NodeMovedError(Exception):
@@ -81,8 +83,6 @@ class PassResult:
     """What a pass did; its Events are posted on the gateway when the pass ends."""
 
     events: list[Event] = field(default_factory=list)
-    node_changes: int = 0
-    status_written: bool = False
 
 
 class Reconciler:
@@ -146,7 +146,7 @@ class Reconciler:
                 facts = replace(facts, nodes=self.cache.snapshot())
             status = status_rules.gateway_status(facts, decision, applied=apply)
         before = _condition(gw.status, status_rules.NODES_CONFIGURED)
-        self._write_status(gw, status, result)
+        self._write_status(gw, status)
         # One Warning per refusal, not one per pass that finds it still refused.
         if refusal and before != _condition(status, status_rules.NODES_CONFIGURED):
             result.events.append(Event("Warning", refusal.reason, refusal.message))
@@ -179,12 +179,12 @@ class Reconciler:
         except (ConflictError, NotFoundError) as changed:
             raise NodeMovedError(update.name, changed) from changed
         self.cache.put(NodeFacts.from_api(node))
-        result.node_changes += 1
         for change in update.changes:
             log.info("node %s: %s", update.name, change.detail)
-            reason = {"Label": "NodeLabelled", "Taint": "NodeTainted", "Restore": "NodeRestored"}
             result.events.append(
-                Event("Normal", reason[change.action], f"node {update.name}: {change.detail}")
+                Event(
+                    "Normal", EVENT_REASONS[change.action], f"node {update.name}: {change.detail}"
+                )
             )
 
     def _refresh(self, name: str) -> None:
@@ -193,11 +193,10 @@ class Reconciler:
         except NotFoundError:
             self.cache.remove(name)
 
-    def _write_status(self, gw: GatewayFacts, status: dict[str, Any], result: PassResult) -> None:
+    def _write_status(self, gw: GatewayFacts, status: dict[str, Any]) -> None:
         patch = status_rules.merge_patch(gw.status, status)
         if patch:
             self.kube.patch_gateway_status(gw.name, {"status": patch})
-            result.status_written = True
 
     # --- deletion ---------------------------------------------------------------------------
 
@@ -206,12 +205,9 @@ class Reconciler:
         name = gateway["metadata"]["name"]
         with self.lock:
             result = PassResult()
-            labelled = {
-                n["metadata"]["name"]
-                for n in self.kube.iter_nodes(label_selector=f"{names.GATEWAY_LABEL}={name}")
-            }
-            for node_name in sorted(labelled):
-                self._refresh(node_name)
+            # The cache may lag the watch; the labelled nodes are read afresh.
+            for raw in self.kube.iter_nodes(label_selector=f"{names.GATEWAY_LABEL}={name}"):
+                self.cache.put(NodeFacts.from_api(raw))
             for node in sorted(self.cache.snapshot().values(), key=lambda n: n.name):
                 if node_rules.holder(node) == name:
                     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from edge_operator import api
@@ -131,7 +131,7 @@ def gateway_status(facts: Facts, decision: NodeDecision, applied: bool) -> dict[
     spec = gw.spec
     assert spec is not None
     # Once this pass made its node changes, status describes the result, not the plan.
-    shown = _done(decision) if applied else decision
+    shown = replace(decision, updates=()) if applied else decision
     wanted = node_conditions(facts, shown)
     conditions = [ready_condition(wanted), *wanted]
     pods: dict[str, int] = {}
@@ -172,15 +172,6 @@ def invalid_status(
             current.get("conditions") or [], conditions, now, generation
         ),
     }
-
-
-def _done(decision: NodeDecision) -> NodeDecision:
-    return NodeDecision(
-        selected=decision.selected,
-        taint_pending=decision.taint_pending,
-        intolerant_daemonsets=decision.intolerant_daemonsets,
-        missing_names=decision.missing_names,
-    )
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
