@@ -1,0 +1,79 @@
+"""Ingress controller providers: what differs between Traefik and ingress-nginx.
+
+A provider module renders, from the gateway's spec, everything provider-specific
+in the workload: the image, the container arguments, the ports and probes, the
+optional ConfigMap data, the IngressClass ``spec.controller`` value and the
+client-IP policy. The workload builders (``desired/workload.py``) wrap that in
+Kubernetes objects, so providers never build whole objects themselves, except
+for the ClusterRoles installed with the operator (``cluster_roles``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from edge_operator import api
+
+#: Container ports every provider listens on: unprivileged ports.
+HTTP_PORT = 8000
+HTTPS_PORT = 8443
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a provider needs to know about one gateway."""
+
+    gateway: str
+    namespace: str
+    ingress_class: str  # the IngressClass name the controller serves
+    service: str  # name of the LoadBalancer Service (for ingress status addresses)
+    config_map: str  # name of the ConfigMap, when the provider uses one
+    spec: api.EdgeGatewaySpec
+
+
+@dataclass(frozen=True)
+class Probe:
+    path: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The provider-specific parts of one gateway's workload."""
+
+    image: str
+    args: tuple[str, ...]
+    #: Container port name -> number; must include "http" and "https" (HTTP_PORT/HTTPS_PORT).
+    ports: Mapping[str, int]
+    readiness: Probe
+    liveness: Probe
+    #: ConfigMap data, or None when the provider is configured by arguments alone.
+    config: Mapping[str, str] | None
+    #: IngressClass spec.controller value.
+    controller: str
+    #: UID (and GID, unless run_as_group) the image runs as: never root.
+    run_as_user: int
+    read_only_root_filesystem: bool
+    #: GID, when the image's group differs from its UID.
+    run_as_group: int | None = None
+    #: Writable emptyDir mounts the container needs: mount path -> volume name.
+    scratch: Mapping[str, str] = field(default_factory=dict)
+    #: Name of the ClusterRole bound cluster-wide (ClusterRoleBinding).
+    cluster_role: str = ""
+    #: Name of the ClusterRole bound in the gateway's namespace only (RoleBinding), if any.
+    namespace_role: str | None = None
+    #: Capabilities added after dropping ALL; "restricted" allows only NET_BIND_SERVICE.
+    capabilities: tuple[str, ...] = ()
+    #: Extra environment variables.
+    env: tuple[Mapping[str, Any], ...] = ()
+
+
+class Provider(Protocol):
+    NAME: str
+    DEFAULT_IMAGE: str
+
+    def render(self, ctx: Context) -> Rendered: ...
+
+    def cluster_roles(self) -> list[dict[str, Any]]: ...

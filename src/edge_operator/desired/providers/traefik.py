@@ -1,0 +1,114 @@
+"""Traefik v3, serving Ingresses through its kubernetesingress provider.
+
+Traefik is configured by command-line flags alone: it reads its static
+configuration from exactly one source (file, flags or environment), so a
+configuration file would silently disable every flag, controller.extraArgs
+included (doc.traefik.io/traefik/getting-started/configuration-overview/).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge_operator import api, names
+from edge_operator.desired.providers import HTTP_PORT, HTTPS_PORT, Context, Probe, Rendered
+
+NAME = "traefik"
+DEFAULT_IMAGE = "docker.io/traefik:v3.7.13"
+CLUSTER_ROLE = f"{names.MANAGED_BY_VALUE}-{NAME}"
+#: The IngressClass controller Traefik looks for; of those classes it serves only
+#: the one named by --providers.kubernetesingress.ingressClass.
+CONTROLLER = "traefik.io/ingress-controller"
+#: The "traefik" entry point, which serves only /ping here (no API, no dashboard).
+PING_PORT = 8080
+#: The non-root user of the upstream Helm chart; the image itself declares none.
+RUN_AS_USER = 65532
+ENTRY_POINTS = ("web", "websecure")
+
+
+def _client_ip_args(client_ip: api.ClientIP) -> list[str]:
+    cidrs = ",".join(client_ip.trusted_cidrs)
+    if client_ip.mode == "XForwardedFor":
+        return [f"--entryPoints.{ep}.forwardedHeaders.trustedIPs={cidrs}" for ep in ENTRY_POINTS]
+    if client_ip.mode == "ProxyProtocol":
+        return [f"--entryPoints.{ep}.proxyProtocol.trustedIPs={cidrs}" for ep in ENTRY_POINTS]
+    # Direct needs no flag: unless forwardedHeaders.insecure is set, Traefik deletes
+    # every X-Forwarded-* and X-Real-Ip header a peer outside forwardedHeaders.trustedIPs
+    # (empty here) sends, then sets them from the connection itself
+    # (pkg/middlewares/forwardedheaders/forwarded_header.go).
+    return []
+
+
+def render(ctx: Context) -> Rendered:
+    args = (
+        f"--entryPoints.web.address=:{HTTP_PORT}/tcp",
+        f"--entryPoints.websecure.address=:{HTTPS_PORT}/tcp",
+        "--entryPoints.websecure.http.tls=true",
+        f"--entryPoints.traefik.address=:{PING_PORT}/tcp",
+        "--ping=true",
+        "--ping.entryPoint=traefik",
+        "--providers.kubernetesingress=true",
+        f"--providers.kubernetesingress.ingressClass={ctx.ingress_class}",
+        "--providers.kubernetesingress.ingressEndpoint.publishedService="
+        f"{ctx.namespace}/{ctx.service}",
+        # The operator pins the image; edge nodes need not call home to learn of releases.
+        "--global.checkNewVersion=false",
+        "--log.level=INFO",
+        *_client_ip_args(ctx.spec.client_ip),
+        *ctx.spec.controller.extra_args,
+    )
+    ping = Probe(path="/ping", port=PING_PORT)
+    return Rendered(
+        image=ctx.spec.controller.image or DEFAULT_IMAGE,
+        args=args,
+        ports={"http": HTTP_PORT, "https": HTTPS_PORT, "traefik": PING_PORT},
+        readiness=ping,
+        liveness=ping,
+        config=None,
+        controller=CONTROLLER,
+        run_as_user=RUN_AS_USER,
+        read_only_root_filesystem=True,
+        scratch={"/tmp": "tmp"},
+        cluster_role=CLUSTER_ROLE,
+    )
+
+
+def cluster_roles() -> list[dict[str, Any]]:
+    """The Ingress provider's rights, as in the Traefik v3.1+ Helm chart.
+
+    Without the chart's "extensions" API group: it has served no Ingress since
+    Kubernetes 1.22, and Traefik v3 reads networking.k8s.io/v1 only. Nodes are
+    read since v3.1 (NodePort load balancing), endpoints through EndpointSlices.
+    """
+    read = ["get", "list", "watch"]
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {
+                "name": CLUSTER_ROLE,
+                "labels": {
+                    names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
+                    names.PART_OF_LABEL: names.MANAGED_BY_VALUE,
+                },
+            },
+            "rules": [
+                {"apiGroups": [""], "resources": ["nodes", "secrets", "services"], "verbs": read},
+                {
+                    "apiGroups": ["discovery.k8s.io"],
+                    "resources": ["endpointslices"],
+                    "verbs": ["list", "watch"],
+                },
+                {
+                    "apiGroups": ["networking.k8s.io"],
+                    "resources": ["ingressclasses", "ingresses"],
+                    "verbs": read,
+                },
+                {
+                    "apiGroups": ["networking.k8s.io"],
+                    "resources": ["ingresses/status"],
+                    "verbs": ["update"],
+                },
+            ],
+        }
+    ]
