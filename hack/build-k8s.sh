@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl of
-# K8S_VERSION from the Go module proxy, and kwok, into a cache keyed by version.
+# K8S_VERSION from the Go module proxy, and etcd and kwok, into a cache keyed by version.
 # A second run finds the binaries and returns at once.
 #
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces ~30 staging
@@ -53,6 +53,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
       -o "$bin/$c.tmp" "k8s.io/kubernetes/cmd/$c"
     mv "$bin/$c.tmp" "$bin/$c"
   done
+fi
+
+etcd_bin="$cache/etcd-$ETCD_VERSION/bin"
+if [ ! -x "$etcd_bin/etcd" ]; then
+  # Built, not Debian's etcd-server 3.4: that lacks RequestWatchProgress, so the API
+  # server refuses watch-list streams and kwok's informers fall behind by up to a
+  # minute. server/v3 is etcd's main package; its go.mod replaces its sibling
+  # modules, so (as for Kubernetes) a wrapper module builds it at one version.
+  echo "building etcd $ETCD_VERSION into $etcd_bin" >&2
+  work="$cache/build/etcd-$ETCD_VERSION"
+  mkdir -p "$work" "$etcd_bin"
+  printf 'module edgeoperator.local/etcd\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 %s\n' \
+    "$ETCD_VERSION" >"$work/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' >"$work/tools.go"
+  (cd "$work" && GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 &&
+    go build -trimpath -ldflags='-s -w' -o "$etcd_bin/etcd" go.etcd.io/etcd/server/v3)
 fi
 
 if [ ! -x "$kwok_bin/kwok" ]; then

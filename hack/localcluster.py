@@ -39,14 +39,27 @@ HACK_DIR = Path(__file__).resolve().parent
 # Start order; stopping goes in reverse so no component outlives its backend.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 PORTS = ("etcd-client", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+OPERATOR_USER = "edge-operator"
 # RBAC's bootstrap policy already grants these identities what they need.
 CLIENTS = {
     "admin": "/CN=edge-admin/O=system:masters",
+    # The operator's own identity, so the audit log can tell its requests apart.
+    OPERATOR_USER: f"/CN={OPERATOR_USER}/O=system:masters",
     "kube-controller-manager": "/CN=system:kube-controller-manager",
     "kube-scheduler": "/CN=system:kube-scheduler",
 }
 # Everything up() writes; down() refuses to delete a directory holding more.
-LAYOUT = frozenset({"etcd", "kubeconfig", "kubeconfigs", "logs", "pids", "pki", "ports.json"})
+LAYOUT = frozenset(
+    {"audit", "etcd", "kubeconfig", "kubeconfigs", "logs", "pids", "pki", "ports.json"}
+)
+# Every request the operator's identity makes, at Metadata level (no bodies), and
+# nothing else: tests count the operator's writes in this log.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata", "users": [OPERATOR_USER]}, {"level": "None"}],
+}
 CONTEXT = "edge-operator-local"
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 STARTUP_TIMEOUT = 120.0
@@ -94,6 +107,8 @@ class _State:
         self.pki = self.root / "pki"
         self.kubeconfig = self.root / "kubeconfig"
         self.ports_file = self.root / "ports.json"
+        self.audit_policy = self.root / "audit" / "policy.json"
+        self.audit_log = self.root / "audit" / "audit.log"
 
     def component_kubeconfig(self, client: str) -> Path:
         return self.root / "kubeconfigs" / f"{client}.kubeconfig"
@@ -325,9 +340,7 @@ def _wait_for(state: _State, what: str, ready: Callable[[], bool], deadline: flo
 
 def _argv(state: _State, ports: dict[str, int], k8s_bin: Path) -> dict[str, list[str]]:
     pki, kwok_version = state.pki, _versions()["KWOK_VERSION"]
-    etcd = shutil.which("etcd")
-    if etcd is None:
-        raise ClusterError("etcd is not on PATH: run hack/install-etcd.sh")
+    etcd = str(_cache_dir() / f"etcd-{_versions()['ETCD_VERSION']}" / "bin" / "etcd")
     etcd_url = f"http://127.0.0.1:{ports['etcd-client']}"
     peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
 
@@ -356,10 +369,14 @@ def _argv(state: _State, ports: dict[str, int], k8s_bin: Path) -> dict[str, list
             "--service-account-issuer=https://kubernetes.default.svc",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--audit-policy-file={state.audit_policy}", f"--audit-log-path={state.audit_log}",
+            "--audit-log-format=json", "--audit-log-maxsize=100", "--audit-log-maxbackup=1",
         ],
         "kube-controller-manager": [
             *client("kube-controller-manager"), "--controllers=*",
             "--use-service-account-credentials=true", "--kube-api-qps=100", "--kube-api-burst=200",
+            # kwok's status heartbeats come every 20-45 s; leave them room.
+            "--node-monitor-grace-period=120s",
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             f"--cluster-signing-cert-file={pki / 'ca.crt'}",
@@ -374,11 +391,10 @@ def _argv(state: _State, ports: dict[str, int], k8s_bin: Path) -> dict[str, list
             # Not the developer's ~/.kwok/kwok.yaml: kwok's default stages, always.
             # Without --server-address kwok opens no port at all, which is all we need.
             f"--config={os.devnull}",
-            # Renew node Leases (10 s: kwok waits one duration before a new node goes
-            # Ready): its default heartbeat stage relies on them, and
-            # without a Lease the node lifecycle controller marks the nodes Unknown
-            # (and taints them unreachable) after its 50 s grace period.
-            "--node-lease-duration-seconds=10",
+            # No node Leases: kwok v0.7 leaves pods on a node alone until it holds the
+            # node's Lease, and after a node is deleted its Lease handling lags more
+            # with every deletion (a pod on a new node took 6 s, then 27 s, then 73 s).
+            # Heartbeats then go into the node status every 20-45 s instead.
         ],
     }  # fmt: skip
 
@@ -395,7 +411,7 @@ def _free_ports() -> dict[str, int]:
 def _start(state: _State, deadline: float) -> None:
     """Start every component from a clean slate; only the certificates are kept."""
     _stop_all(state)
-    for leftover in ("etcd", "logs", "pids", "kubeconfigs"):
+    for leftover in ("etcd", "logs", "pids", "kubeconfigs", "audit"):
         shutil.rmtree(state.root / leftover, ignore_errors=True)
     state.kubeconfig.unlink(missing_ok=True)
     k8s_bin = _build()
@@ -405,6 +421,7 @@ def _start(state: _State, deadline: float) -> None:
     for client in CLIENTS:
         kubeconfig = _kubeconfig(state.pki, ports["kube-apiserver"], client)
         _write_private(state.component_kubeconfig(client), kubeconfig)
+    _write_private(state.audit_policy, json.dumps(AUDIT_POLICY, indent=2) + "\n")
     argv = _argv(state, ports, k8s_bin)
     etcd_health = f"http://127.0.0.1:{ports['etcd-client']}/health"
     # Each backend is waited for, though its clients would retry: when something
@@ -422,7 +439,6 @@ def _start(state: _State, deadline: float) -> None:
 
 
 def _node(name: str, zone: str, pool: str, kubelet_version: str) -> dict[str, Any]:
-    resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
     labels = {
         "kubernetes.io/hostname": name,
         "kubernetes.io/os": "linux",
@@ -437,29 +453,32 @@ def _node(name: str, zone: str, pool: str, kubelet_version: str) -> dict[str, An
         "kind": "Node",
         "metadata": {"name": name, "labels": labels, "annotations": dict([KWOK_ANNOTATION])},
         "spec": {"providerID": f"kwok://{name}"},
-        "status": {
-            "allocatable": resources,
-            "capacity": resources,
-            "nodeInfo": info,
-            "conditions": [ready_condition()],
-        },
+        "status": {**ready_status(), "nodeInfo": info},
     }
 
 
-def ready_condition() -> dict[str, str]:
-    """A Ready condition for a new kwok Node.
+def ready_status() -> dict[str, Any]:
+    """The status of a new kwok Node: Ready from the start, and kept so by kwok.
 
-    kwok's own first Ready can take 30-50 s on a busy machine; a node created Ready
-    is kept Ready from the start by kwok's Lease heartbeats.
+    kwok's own initialisation can take 30-50 s on a busy machine. Its heartbeat
+    stage refreshes the conditions of nodes that are Running and Ready, so a node
+    created that way is kept Ready from its first second.
     """
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {
+    resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    condition = {
         "type": "Ready",
         "status": "True",
         "reason": "KubeletReady",
         "message": "kwok",
         "lastHeartbeatTime": now,
         "lastTransitionTime": now,
+    }
+    return {
+        "phase": "Running",
+        "allocatable": resources,
+        "capacity": resources,
+        "conditions": [condition],
     }
 
 
@@ -521,6 +540,16 @@ def up(dir: Path, nodes: int = 6, zones: int = 3) -> Path:
     # Written last: its presence tells readers that the cluster is usable.
     _write_private(state.kubeconfig, state.component_kubeconfig("admin").read_text())
     return state.kubeconfig
+
+
+def operator_kubeconfig(dir: Path) -> Path:
+    """Kubeconfig of the operator's own identity (user edge-operator, a cluster admin)."""
+    return _State(dir).component_kubeconfig(OPERATOR_USER)
+
+
+def audit_log(dir: Path) -> Path:
+    """JSON-lines audit log of every request made as the operator's identity."""
+    return _State(dir).audit_log
 
 
 def down(dir: Path) -> None:
