@@ -41,8 +41,9 @@ lint: install ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff format --check src tests hack
 	$(BIN)/mypy --strict src tests hack
 
-crds: install ## regenerate crds/ from src/edge_operator/api.py
+crds: install ## regenerate crds/ and deploy/provider-rbac.yaml from the code
 	$(BIN)/edge-operator crd --output-dir crds
+	$(BIN)/edge-operator provider-rbac --output deploy/provider-rbac.yaml
 
 run: install ## run the operator against the current kubeconfig
 	$(BIN)/edge-operator run

@@ -234,6 +234,8 @@ class PodFacts:
     name: str
     node_name: str
     ready: bool
+    namespace: str = ""
+    terminating: bool = False
 
     @classmethod
     def from_api(cls, pod: Mapping[str, Any]) -> PodFacts:
@@ -242,6 +244,8 @@ class PodFacts:
             name=pod["metadata"]["name"],
             node_name=(pod.get("spec") or {}).get("nodeName") or "",
             ready=is_true(conditions, "Ready"),
+            namespace=pod["metadata"].get("namespace", ""),
+            terminating=bool(pod["metadata"].get("deletionTimestamp")),
         )
 
 

@@ -8,12 +8,16 @@ Importing this module registers the handlers with kopf's default registry.
   kopf never writes annotations or finalizers onto Nodes. A node change that
   matters to a gateway (it holds the node, selects it, or is waiting for nodes)
   queues that gateway for a pass; a burst of changes becomes one pass.
+- The objects a gateway owns (found by the edgeoperator.dev/gateway label) are
+  followed the same way: any change to one, its status included, queues its
+  gateway, so drift is corrected and status follows the rollout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -30,7 +34,18 @@ log = logging.getLogger(__name__)
 
 GATEWAYS: dict[str, Any] = {"group": names.GROUP, "version": names.VERSION, "plural": names.PLURAL}
 #: Full pass of every gateway even when nothing was seen to change.
-RESYNC_SECONDS = 300.0
+RESYNC_SECONDS = float(os.environ.get("EDGE_OPERATOR_RESYNC_SECONDS", "300"))
+#: The kinds of object a gateway owns, as (group, version, plural).
+OWNED_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("", "v1", "configmaps"),
+    ("", "v1", "serviceaccounts"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("networking.k8s.io", "v1", "ingressclasses"),
+    ("rbac.authorization.k8s.io", "v1", "clusterrolebindings"),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+)
 #: Delay before a failed pass runs again.
 RETRY_SECONDS = 10.0
 #: Node events closer together than this are handled in one pass.
@@ -100,7 +115,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         prefix=names.GROUP, key="last-handled-configuration"
     )
     settings.persistence.finalizer = names.FINALIZER
-    settings.posting.level = logging.INFO
+    # kopf would post an Event for every handler that succeeds (a write per resync);
+    # the operator posts its own Events, so kopf posts only its warnings and errors.
+    settings.posting.level = logging.WARNING
     rt = Runtime(Kube.connect())
     try:
         # Startup handlers finish before kopf starts any watch, so the node events
@@ -138,6 +155,22 @@ async def node_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         ):
             return  # a heartbeat or a field we do not look at
     rt.poke(*rt.affected_by(before, after))
+
+
+# --- objects the gateways own: events only ----------------------------------------------------
+
+
+async def owned_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    labels = event["object"].get("metadata", {}).get("labels") or {}
+    owner = labels.get(names.GATEWAY_LABEL)
+    if owner:
+        runtime(memo).poke(owner)
+
+
+for _group, _version, _plural in OWNED_RESOURCES:
+    kopf.on.event(_group, _version, _plural, labels={names.GATEWAY_LABEL: kopf.PRESENT})(
+        owned_event
+    )
 
 
 # --- EdgeGateways ---------------------------------------------------------------------------

@@ -12,7 +12,9 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -23,7 +25,43 @@ from edge_operator import names
 log = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
 PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where the API serves one kind of object."""
+
+    api_version: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str = "", name: str = "") -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if namespace:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        return f"{base}/{quote(name, safe='')}" if name else base
+
+
+#: Every kind the operator reads or writes through the generic calls below.
+KINDS: Mapping[str, Kind] = {
+    "Namespace": Kind("v1", "namespaces", namespaced=False),
+    "Pod": Kind("v1", "pods", namespaced=True),
+    "ServiceAccount": Kind("v1", "serviceaccounts", namespaced=True),
+    "ConfigMap": Kind("v1", "configmaps", namespaced=True),
+    "Service": Kind("v1", "services", namespaced=True),
+    "Deployment": Kind("apps/v1", "deployments", namespaced=True),
+    "PodDisruptionBudget": Kind("policy/v1", "poddisruptionbudgets", namespaced=True),
+    "IngressClass": Kind("networking.k8s.io/v1", "ingressclasses", namespaced=False),
+    "ClusterRole": Kind("rbac.authorization.k8s.io/v1", "clusterroles", namespaced=False),
+    "ClusterRoleBinding": Kind(
+        "rbac.authorization.k8s.io/v1", "clusterrolebindings", namespaced=False
+    ),
+    "RoleBinding": Kind("rbac.authorization.k8s.io/v1", "rolebindings", namespaced=True),
+    "HorizontalPodAutoscaler": Kind("autoscaling/v2", "horizontalpodautoscalers", namespaced=True),
+}
 
 
 class KubeError(Exception):
@@ -184,3 +222,76 @@ class Kube:
             self.core.list_namespaced_pod, namespace, label_selector=label_selector
         )
         return list(listing.get("items", []))
+
+    def evict_pod(self, namespace: str, name: str) -> None:
+        """Evict through the Eviction API, so the PodDisruptionBudget is honoured."""
+        self._request(
+            "POST",
+            KINDS["Pod"].path(namespace, name) + "/eviction",
+            body={
+                "apiVersion": "policy/v1",
+                "kind": "Eviction",
+                "metadata": {"name": name, "namespace": namespace},
+            },
+        )
+
+    # --- any kind the operator manages (see KINDS) -----------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        body: object = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """One raw request through the client's connection pool and credentials."""
+        method, url, headers, payload, _ = self.api.param_serialize(
+            method,
+            path,
+            query_params=list((query or {}).items()),
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self.api.call_api(method, url, header_params=headers, body=payload)
+            data = response.read()
+        except ApiException as error:
+            raise _mapped(error) from error
+        if not 200 <= response.status < 300:
+            raise _mapped(ApiException(status=response.status, reason=response.reason, body=data))
+        result: dict[str, Any] = json.loads(data) if data else {}
+        return result
+
+    def get_object(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return self._request("GET", KINDS[kind].path(namespace, name))
+
+    def list_objects(
+        self, kind: str, label_selector: str, namespace: str = ""
+    ) -> list[dict[str, Any]]:
+        """Objects of the kind the selector matches, in one namespace or all of them."""
+        query = {"labelSelector": label_selector} if label_selector else {}
+        listing = self._request("GET", KINDS[kind].path(namespace), query)
+        items = listing.get("items") or []
+        # List items carry no apiVersion/kind; put them back so they read like a GET.
+        return [{"apiVersion": KINDS[kind].api_version, "kind": kind, **i} for i in items]
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply with our field manager, taking over fields others changed."""
+        meta = obj["metadata"]
+        kind = KINDS[obj["kind"]]
+        return self._request(
+            "PATCH",
+            kind.path(meta.get("namespace", "") if kind.namespaced else "", meta["name"]),
+            {"fieldManager": names.FIELD_MANAGER, "force": "true"},
+            body=obj,
+            content_type=APPLY_PATCH,
+        )
+
+    def delete_object(self, kind: str, namespace: str, name: str) -> None:
+        self._request(
+            "DELETE",
+            KINDS[kind].path(namespace, name),
+            body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+        )

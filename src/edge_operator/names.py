@@ -35,3 +35,30 @@ HOSTNAME_LABEL: Final = "kubernetes.io/hostname"
 #: Annotation on an edge node: JSON record of every label and taint the operator
 #: manages there and the value each had before (see facts.NodeRecord).
 NODE_RECORD_ANNOTATION: Final = f"{GROUP}/node-record"
+
+# --- the workload of a gateway ----------------------------------------------------------------
+
+#: app.kubernetes.io labels on every object of a gateway's workload.
+NAME_LABEL: Final = "app.kubernetes.io/name"
+INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
+COMPONENT_LABEL: Final = "app.kubernetes.io/component"
+PART_OF_LABEL: Final = "app.kubernetes.io/part-of"
+COMPONENT_CONTROLLER: Final = "controller"
+
+#: Hash of the controller pod template, stamped by the operator: the ReplicaSet's
+#: pod-template-hash is unknown when the Deployment is written, and affinity needs it.
+TEMPLATE_HASH_LABEL: Final = f"{GROUP}/template-hash"
+#: Hash of everything the operator applied to an object; a change means "apply again".
+APPLIED_HASH_ANNOTATION: Final = f"{GROUP}/applied-hash"
+#: Marks the cluster's default IngressClass.
+DEFAULT_CLASS_ANNOTATION: Final = "ingressclass.kubernetes.io/is-default-class"
+
+
+def workload_name(gateway: str) -> str:
+    """Name of every namespaced object of a gateway (unique: gateways are cluster-scoped)."""
+    return gateway
+
+
+def cluster_binding_name(gateway: str) -> str:
+    """Name of the gateway's ClusterRoleBinding."""
+    return f"{MANAGED_BY_VALUE}-{gateway}"

@@ -16,6 +16,8 @@ from typing import Any
 from edge_operator import names
 from edge_operator.desired import nodes as node_rules
 from edge_operator.desired import status as status_rules
+from edge_operator.desired import workload as workload_rules
+from edge_operator.desired.objects import Action, Key, Owner, action
 from edge_operator.facts import DaemonSetFacts, Facts, GatewayFacts, NodeFacts, PodFacts
 from edge_operator.kube import ConflictError, Kube, KubeError, NotFoundError
 
@@ -25,6 +27,11 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 3
 #: Event reason for each kind of node change.
 EVENT_REASONS = {"Label": "NodeLabelled", "Taint": "NodeTainted", "Restore": "NodeRestored"}
+#: Event reason for each kind of object change.
+OBJECT_REASONS: dict[Action, str] = {"Create": "Created", "Update": "Updated", "Delete": "Deleted"}
+#: API refusals of one object's apply: reported on the gateway, the pass goes on.
+#: (Anything else, a timeout or a 5xx, fails the pass and it is retried.)
+REFUSED = frozenset({400, 403, 404, 409, 422})
 
 
 class NodeMovedError(Exception):
@@ -126,6 +133,7 @@ class Reconciler:
             return self._decide_and_apply(gw, result)
         finally:
             self._post(obj, result.events)
+            log.debug("reconcile pass of %s done: %d change(s)", name, len(result.events))
 
     def _decide_and_apply(self, gw: GatewayFacts, result: PassResult) -> PassResult:
         refusal: node_rules.Refusal | None
@@ -144,7 +152,8 @@ class Reconciler:
                 for update in decision.updates:
                     self._apply(update, result)
                 facts = replace(facts, nodes=self.cache.snapshot())
-            status = status_rules.gateway_status(facts, decision, applied=apply)
+            workload = self._workload(facts, decision, apply, result)
+            status = status_rules.gateway_status(facts, decision, apply, workload)
         before = _condition(gw.status, status_rules.NODES_CONFIGURED)
         self._write_status(gw, status)
         # One Warning per refusal, not one per pass that finds it still refused.
@@ -172,6 +181,155 @@ class Reconciler:
             controller_pods=tuple(PodFacts.from_api(p) for p in pods),
             now=self.clock(),
         )
+
+    # --- the workload -----------------------------------------------------------------------
+
+    def _workload(
+        self,
+        facts: Facts,
+        decision: node_rules.NodeDecision,
+        apply: bool,
+        result: PassResult,
+    ) -> status_rules.Workload:
+        """Bring the owned objects to the desired state (``apply``) or plan it."""
+        gw, spec = facts.gateway, facts.gateway.spec
+        assert spec is not None
+        owner = Owner(gw.name, gw.uid)
+        name = names.workload_name(gw.name)
+        ns = spec.controller.namespace
+        current: dict[Key, dict[str, Any]] = {}
+        for kind in workload_rules.OWNED_KINDS:
+            for obj in self.kube.list_objects(kind, f"{names.GATEWAY_LABEL}={gw.name}"):
+                current[Key.of(obj)] = obj
+        deployment_key = Key("Deployment", ns, name)
+        inputs = workload_rules.Inputs(
+            owner=owner,
+            spec=spec,
+            ready_edge_nodes=sum(
+                1 for n in decision.selected if n in facts.nodes and facts.nodes[n].ready
+            ),
+            autoscaled_replicas=self._autoscaled(current.get(deployment_key)),
+        )
+        rendered = workload_rules.render(inputs)
+        roles = [r for r in (rendered.cluster_role, rendered.namespace_role) if r]
+        desired = {Key.of(obj): obj for obj in workload_rules.build(inputs)}
+        changes: list[tuple[Key, Action]] = [
+            (key, change)
+            for key, obj in desired.items()
+            if (change := action(obj, current.get(key))) is not None
+        ]
+        changes += [(key, "Delete") for key in sorted(current.keys() - desired.keys())]
+        namespace_missing = self._missing("Namespace", "", ns)
+        if namespace_missing:
+            changes.insert(0, (Key("Namespace", "", ns), "Create"))
+        failures: list[tuple[Key, str, str]] = []
+        if apply:
+            # Before the Deployment scales down, so the ReplicaSet replaces (and then
+            # drops) these pods rather than one on a node that stays.
+            for pod in workload_rules.strays(facts.controller_pods, decision.selected):
+                self._evict(pod, result)
+        if apply and changes:
+            self._change_objects(changes, desired, current, failures, result)
+            changes = []
+        return status_rules.Workload(
+            objects=current,
+            deployment=deployment_key,
+            service=Key("Service", ns, name),
+            ingress_class=workload_rules.ingress_class_name(owner, spec),
+            pending=tuple(changes),
+            failures=tuple(failures),
+            missing_roles=tuple(r for r in roles if self._missing("ClusterRole", "", r)),
+        )
+
+    def _change_objects(
+        self,
+        changes: list[tuple[Key, Action]],
+        desired: dict[Key, dict[str, Any]],
+        current: dict[Key, dict[str, Any]],
+        failures: list[tuple[Key, str, str]],
+        result: PassResult,
+    ) -> None:
+        """Make the changes; ``current`` ends up holding what the API returned."""
+        for key, change in changes:
+            if key.kind == "Namespace":
+                self.kube.apply(workload_rules.namespace(key.name))
+                self._report(key, change, result)
+                continue
+            if change == "Create" and not self._missing(key.kind, key.namespace, key.name):
+                failures.append(
+                    (
+                        key,
+                        "ObjectConflict",
+                        "an object of that name exists and is not this gateway's; the operator"
+                        " leaves it alone (delete or rename it, or choose another name)",
+                    )
+                )
+                continue
+            try:
+                if change == "Delete":
+                    self.kube.delete_object(key.kind, key.namespace, key.name)
+                    current.pop(key, None)
+                else:
+                    current[key] = self.kube.apply(desired[key])
+            except KubeError as error:
+                if error.status not in REFUSED:
+                    raise
+                log.warning("%s %s refused: %s", change, key, error)
+                failures.append((key, "ApplyFailed", str(error)))
+                result.events.append(Event("Warning", "ApplyFailed", f"{change} {key}: {error}"))
+                continue
+            self._report(key, change, result)
+
+    def _evict(self, pod: PodFacts, result: PassResult) -> None:
+        try:
+            self.kube.evict_pod(pod.namespace, pod.name)
+        except KubeError as error:
+            if error.status not in (404, 429):
+                raise
+            # 429: the PodDisruptionBudget allows no eviction now; a later pass retries.
+            log.info("pod %s/%s not evicted yet: %s", pod.namespace, pod.name, error)
+            return
+        log.info(
+            "evicted pod %s/%s from %s, no longer an edge node",
+            pod.namespace,
+            pod.name,
+            pod.node_name,
+        )
+        result.events.append(
+            Event(
+                "Normal",
+                "PodEvicted",
+                f"evicted controller pod {pod.namespace}/{pod.name}: {pod.node_name} is no longer"
+                " an edge node",
+            )
+        )
+
+    @staticmethod
+    def _report(key: Key, change: Action, result: PassResult) -> None:
+        log.info("%s %s", OBJECT_REASONS[change].lower(), key)
+        result.events.append(
+            Event("Normal", OBJECT_REASONS[change], f"{OBJECT_REASONS[change]} {key}")
+        )
+
+    def _missing(self, kind: str, namespace: str, name: str) -> bool:
+        try:
+            self.kube.get_object(kind, namespace, name)
+        except NotFoundError:
+            return True
+        return False
+
+    def _autoscaled(self, deployment: Mapping[str, Any] | None) -> int | None:
+        """The Deployment's replicas when a HorizontalPodAutoscaler targets it, else None."""
+        if deployment is None:
+            return None
+        meta = deployment["metadata"]
+        for hpa in self.kube.list_objects(
+            "HorizontalPodAutoscaler", "", namespace=meta["namespace"]
+        ):
+            target = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+            if (target.get("kind"), target.get("name")) == ("Deployment", meta["name"]):
+                return int((deployment.get("spec") or {}).get("replicas") or 0)
+        return None
 
     def _apply(self, update: node_rules.NodeUpdate, result: PassResult) -> None:
         try:

@@ -54,6 +54,10 @@ class Cluster:
 
     kubeconfig: Path
     api: client.ApiClient
+    #: Kubeconfig for the operator's own identity, and the audit log of its requests:
+    #: only on the local control plane (None on a cluster given with --kubeconfig).
+    operator_kubeconfig: Path | None = None
+    audit_log: Path | None = None
     core: client.CoreV1Api = field(init=False)
     apps: client.AppsV1Api = field(init=False)
     custom: client.CustomObjectsApi = field(init=False)
@@ -66,8 +70,30 @@ class Cluster:
         self.apiext = client.ApiextensionsV1Api(self.api)
 
     @classmethod
-    def connect(cls, kubeconfig: Path) -> Cluster:
-        return cls(kubeconfig, config.new_client_from_config(config_file=str(kubeconfig)))
+    def connect(cls, kubeconfig: Path, local_state: Path | None = None) -> Cluster:
+        """A cluster; ``local_state``: the directory of a hack/localcluster.py cluster."""
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        if local_state is None:
+            return cls(kubeconfig, api)
+        return cls(
+            kubeconfig,
+            api,
+            operator_kubeconfig=localcluster.operator_kubeconfig(local_state),
+            audit_log=localcluster.audit_log(local_state),
+        )
+
+    # --- what installing the operator puts in place ---------------------------------------
+
+    def apply(self, role: dict[str, Any]) -> None:
+        """Server-side apply a ClusterRole (the provider roles installed with the operator)."""
+        assert role["kind"] == "ClusterRole", role["kind"]
+        client.RbacAuthorizationV1Api(self.api).patch_cluster_role(
+            role["metadata"]["name"],
+            role,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
 
     # --- CRD ----------------------------------------------------------------------------
 
@@ -120,12 +146,9 @@ class Cluster:
                 "annotations": {KWOK_ANNOTATION: "fake", **(annotations or {})},
             },
             "spec": {"providerID": f"kwok://{name}", "taints": taints or []},
-            "status": {
-                "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-                "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-                "conditions": [localcluster.ready_condition()],
-            },
+            "status": localcluster.ready_status(),
         }
+
         self.core.create_node(body)
         return wait_for(lambda: self.node_if_settled(name), f"node {name} settled", timeout=60)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import localcluster
 from edge_operator import crd
@@ -31,13 +32,16 @@ def cluster(
         "EDGE_OPERATOR_E2E_KUBECONFIG"
     )
     if given:
-        yield Cluster.connect(Path(given))
+        # A cluster of hack/localcluster.py (e.g. `make cluster-up`) also has the
+        # operator's identity and audit log; any other cluster has not.
+        state = Path(given).parent
+        yield Cluster.connect(Path(given), state if (state / "ports.json").exists() else None)
         return
     state = tmp_path_factory.mktemp("control-plane")
     try:
         # Tests make their own nodes; the session cluster starts with none.
         kubeconfig = localcluster.up(state, nodes=0)
-        yield Cluster.connect(kubeconfig)
+        yield Cluster.connect(kubeconfig, state)
     finally:
         pids = [int(f.read_text()) for f in (state / "pids").glob("*.pid")]
         localcluster.down(state)
@@ -47,6 +51,9 @@ def cluster(
 
 @pytest.fixture(scope="session")
 def crd_installed(cluster: Cluster) -> dict[str, Any]:
+    """The CRD and the provider ClusterRoles: what installing the operator puts in place."""
+    for role in yaml.safe_load_all((ROOT / "deploy" / "provider-rbac.yaml").read_text()):
+        cluster.apply(role)
     return cluster.apply_crd(ROOT / "crds" / crd.CRD_FILE)
 
 
@@ -93,7 +100,12 @@ def operator(
     cluster: Cluster, crd_installed: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     """One operator process for the session; tests that kill it start it again."""
-    process = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator") / "log")
+    process = OperatorProcess(
+        cluster.operator_kubeconfig or cluster.kubeconfig,
+        tmp_path_factory.mktemp("operator") / "log",
+        # Frequent full passes, so that the tests see what idle passes do too.
+        resync_seconds=15,
+    )
     process.start()
     yield process
     process.stop()

@@ -23,9 +23,10 @@ def _free_port() -> int:
 class OperatorProcess:
     """``edge-operator run`` against the test cluster, with its log in a file."""
 
-    def __init__(self, kubeconfig: Path, log: Path) -> None:
+    def __init__(self, kubeconfig: Path, log: Path, resync_seconds: float = 300) -> None:
         self.kubeconfig = kubeconfig
         self.log = log
+        self.resync_seconds = resync_seconds
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -43,6 +44,8 @@ class OperatorProcess:
                     str(self.kubeconfig),
                     "--liveness",
                     f"http://127.0.0.1:{self.port}/healthz",
+                    "--resync-seconds",
+                    str(self.resync_seconds),
                     "--log-level",
                     "DEBUG",
                 ],
@@ -85,6 +88,14 @@ class OperatorProcess:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self.proc = None
+
+    def log_size(self) -> int:
+        return self.log.stat().st_size if self.log.exists() else 0
+
+    def log_since(self, offset: int) -> str:
+        with self.log.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
 
     def tail(self, lines: int = 60) -> str:
         if not self.log.exists():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from edge_operator.desired import status as rules
 from edge_operator.desired.nodes import NodeDecision, Refusal
-from edge_operator.facts import Facts, GatewayFacts, NodeFacts
+from edge_operator.desired.objects import Key
+from edge_operator.facts import Facts, GatewayFacts, NodeFacts, PodFacts
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
 
@@ -19,6 +20,30 @@ def gw(status: dict[str, object] | None = None, **spec: object) -> GatewayFacts:
     )
 
 
+DEPLOY = Key("Deployment", "edge-system", "gw")
+SVC = Key("Service", "edge-system", "gw")
+#: A workload with one available pod and a load balancer address.
+SERVING = rules.Workload(
+    objects={
+        DEPLOY: {
+            "metadata": {"generation": 1},
+            "spec": {"replicas": 1},
+            "status": {
+                "observedGeneration": 1,
+                "updatedReplicas": 1,
+                "readyReplicas": 1,
+                "availableReplicas": 1,
+                "conditions": [{"type": "Available", "status": "True"}],
+            },
+        },
+        SVC: {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}},
+    },
+    deployment=DEPLOY,
+    service=SVC,
+)
+POD = (PodFacts("p", "n1", ready=True),)
+
+
 def test_transition_time_moves_only_on_a_flip() -> None:
     first = rules.merge_conditions([], [rules.Cond("Ready", "False", "A", "a")], T0, 1)
     same = rules.merge_conditions(first, [rules.Cond("Ready", "False", "B", "b")], T1, 2)
@@ -31,18 +56,20 @@ def test_transition_time_moves_only_on_a_flip() -> None:
 def test_status_is_a_fixed_point() -> None:
     node = NodeFacts("n1", {"topology.kubernetes.io/zone": "z"}, ready=True)
     decision = NodeDecision(selected=("n1",))
-    facts = Facts(gateway=gw(), others=(), nodes={"n1": node}, now=T0)
-    first = rules.gateway_status(facts, decision, applied=True)
+    facts = Facts(gateway=gw(), others=(), nodes={"n1": node}, controller_pods=POD, now=T0)
+    first = rules.gateway_status(facts, decision, True, SERVING)
     assert first["phase"] == "Ready"
-    assert first["edgeNodes"] == [{"name": "n1", "zone": "z", "ready": True, "controllerPods": 0}]
-    later = Facts(gateway=gw(status=first), others=(), nodes={"n1": node}, now=T1)
-    again = rules.gateway_status(later, decision, applied=True)
+    assert first["edgeNodes"] == [{"name": "n1", "zone": "z", "ready": True, "controllerPods": 1}]
+    later = Facts(
+        gateway=gw(status=first), others=(), nodes={"n1": node}, controller_pods=POD, now=T1
+    )
+    again = rules.gateway_status(later, decision, True, SERVING)
     assert rules.merge_patch(first, again) == {}
 
 
 def test_refusal_is_degraded_and_not_ready() -> None:
     decision = NodeDecision(selected=(), refusal=Refusal("NoEdgeNodes", "none"))
-    status = rules.gateway_status(Facts(gw(), (), {}, now=T0), decision, applied=False)
+    status = rules.gateway_status(Facts(gw(), (), {}, now=T0), decision, False, rules.Workload())
     by_type = {c["type"]: c for c in status["conditions"]}
     assert status["phase"] == "Degraded"
     assert by_type["Ready"]["status"] == "False"
@@ -53,7 +80,8 @@ def test_refusal_is_degraded_and_not_ready() -> None:
 def test_taint_warning_does_not_block_ready() -> None:
     decision = NodeDecision(selected=("n1",), intolerant_daemonsets=("ns/ds",))
     nodes = {"n1": NodeFacts("n1", {}, ready=True)}
-    status = rules.gateway_status(Facts(gw(), (), nodes, now=T0), decision, applied=True)
+    facts = Facts(gw(), (), nodes, controller_pods=POD, now=T0)
+    status = rules.gateway_status(facts, decision, True, SERVING)
     by_type = {c["type"]: c for c in status["conditions"]}
     assert by_type["TaintSafe"]["status"] == "False"
     assert "ns/ds" in by_type["TaintSafe"]["message"]

@@ -3,16 +3,54 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edge_operator import api
 from edge_operator.desired.nodes import NodeDecision, desired_taint
-from edge_operator.facts import Facts
+from edge_operator.desired.objects import Action, Key
+from edge_operator.desired.service import addresses
+from edge_operator.facts import Facts, is_true
 
 READY = "Ready"
 NODES_CONFIGURED = "NodesConfigured"
 TAINT_SAFE = "TaintSafe"
+CONTROLLER_AVAILABLE = "ControllerAvailable"
+LOAD_BALANCER_READY = "LoadBalancerReady"
+CLIENT_IP_PRESERVED = "ClientIPPreserved"
+#: Conditions that warn without holding Ready back.
+WARNINGS = frozenset({TAINT_SAFE, CLIENT_IP_PRESERVED})
+#: Reasons that need someone to act: the phase is Degraded, not Provisioning.
+DEGRADED_REASONS = frozenset(
+    {
+        "InvalidSpec",
+        "NoEdgeNodes",
+        "MinWorkerNodes",
+        "NodeOwnedByOtherGateway",
+        "ObjectConflict",
+        "ApplyFailed",
+        "ProviderRBACMissing",
+        "RolloutStuck",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The gateway's workload as this pass leaves it."""
+
+    #: Owned objects on the cluster after the pass (as the API returned them).
+    objects: Mapping[Key, Mapping[str, Any]] = field(default_factory=dict)
+    deployment: Key | None = None
+    service: Key | None = None
+    ingress_class: str = ""
+    #: Changes not made (paused, refused): they go into status.plan.
+    pending: tuple[tuple[Key, Action], ...] = ()
+    #: Objects that could not be applied, with why: a foreign object in the way
+    #: (ObjectConflict) or an API refusal (ApplyFailed).
+    failures: tuple[tuple[Key, str, str], ...] = ()
+    #: Provider ClusterRoles the bindings point at that do not exist.
+    missing_roles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,9 +137,130 @@ def invalid_spec_conditions(error: str) -> list[Cond]:
     ]
 
 
+def _failure(workload: Workload, service: bool) -> Cond | None:
+    type_ = LOAD_BALANCER_READY if service else CONTROLLER_AVAILABLE
+    for key, reason, message in workload.failures:
+        if (key.kind == "Service") == service:
+            return Cond(type_, "False", reason, f"{key}: {message}")
+    return None
+
+
+def controller_condition(facts: Facts, decision: NodeDecision, workload: Workload) -> Cond:
+    """Whether every edge node that should run a controller pod has a ready one."""
+    failed = _failure(workload, service=False)
+    if failed:
+        return failed
+    if workload.missing_roles:
+        return Cond(
+            CONTROLLER_AVAILABLE,
+            "False",
+            "ProviderRBACMissing",
+            "the controller pods are bound to ClusterRoles that do not exist: "
+            + ", ".join(workload.missing_roles)
+            + "; install them with the operator (deploy/provider-rbac.yaml)",
+        )
+    deploy = workload.objects.get(workload.deployment) if workload.deployment else None
+    if deploy is None:
+        return Cond(
+            CONTROLLER_AVAILABLE, "False", "DeploymentMissing", "no controller Deployment yet"
+        )
+    spec, status = deploy.get("spec") or {}, deploy.get("status") or {}
+    want = int(spec.get("replicas") or 0)
+    conditions = status.get("conditions") or []
+    for cond in conditions:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return Cond(CONTROLLER_AVAILABLE, "False", "RolloutStuck", cond.get("message") or "")
+    if (
+        status.get("observedGeneration", 0) < deploy["metadata"].get("generation", 0)
+        or int(status.get("updatedReplicas") or 0) < want
+    ):
+        return Cond(
+            CONTROLLER_AVAILABLE,
+            "False",
+            "RollingOut",
+            f"{status.get('updatedReplicas') or 0} of {want} controller pod(s) updated",
+        )
+    if want == 0:
+        return Cond(
+            CONTROLLER_AVAILABLE, "False", "NoReadyEdgeNodes", "no edge node is Ready to run a pod"
+        )
+    ready_pods = {p.node_name for p in facts.controller_pods if p.ready}
+    assert facts.gateway.spec is not None
+    if facts.gateway.spec.controller.replicas is None:
+        bare = [
+            n
+            for n in decision.selected
+            if n in facts.nodes and facts.nodes[n].ready and n not in ready_pods
+        ]
+        if bare:
+            return Cond(
+                CONTROLLER_AVAILABLE,
+                "False",
+                "NodesWithoutController",
+                "these edge nodes have no ready controller pod, so the load balancer skips"
+                " them: " + ", ".join(bare),
+            )
+    available = int(status.get("availableReplicas") or 0)
+    if available < want or not is_true(conditions, "Available"):
+        return Cond(
+            CONTROLLER_AVAILABLE,
+            "False",
+            "PodsNotAvailable",
+            f"{available} of {want} controller pod(s) available",
+        )
+    return Cond(
+        CONTROLLER_AVAILABLE,
+        "True",
+        "Available",
+        f"{available} controller pod(s) available on {len(ready_pods)} edge node(s)",
+    )
+
+
+def load_balancer_condition(workload: Workload) -> Cond:
+    failed = _failure(workload, service=True)
+    if failed:
+        return failed
+    key = workload.service
+    svc = workload.objects.get(key) if key else None
+    if key is None or svc is None:
+        return Cond(LOAD_BALANCER_READY, "False", "ServiceMissing", "no LoadBalancer Service yet")
+    found = addresses(dict(svc))
+    if not found:
+        return Cond(
+            LOAD_BALANCER_READY,
+            "False",
+            "AddressPending",
+            f"waiting for a load balancer controller to give Service {key.namespace}/{key.name}"
+            " an address",
+        )
+    return Cond(
+        LOAD_BALANCER_READY,
+        "True",
+        "AddressAssigned",
+        "the load balancer's address: " + ", ".join(a["value"] for a in found),
+    )
+
+
+def client_ip_condition(spec: api.EdgeGatewaySpec) -> Cond:
+    if spec.service.external_traffic_policy == "Local":
+        return Cond(
+            CLIENT_IP_PRESERVED,
+            "True",
+            "ExternalTrafficPolicyLocal",
+            "traffic goes straight to the edge node's own controller pod",
+        )
+    return Cond(
+        CLIENT_IP_PRESERVED,
+        "False",
+        "ExternalTrafficPolicyCluster",
+        "externalTrafficPolicy Cluster adds a hop between nodes and hides the client address"
+        " behind SNAT; the load balancer also sends to nodes without a controller pod",
+    )
+
+
 def ready_condition(conditions: Sequence[Cond]) -> Cond:
-    """Ready when every condition it depends on is True (TaintSafe only warns)."""
-    blocking = [c for c in conditions if c.type != TAINT_SAFE and c.status != "True"]
+    """Ready when every condition it depends on is True (warnings do not count)."""
+    blocking = [c for c in conditions if c.type not in WARNINGS and c.status != "True"]
     if not blocking:
         return Cond(READY, "True", "Ready", "every condition the gateway depends on is True")
     first = blocking[0]
@@ -114,25 +273,35 @@ def phase(conditions: Sequence[Cond], paused: bool) -> str:
     by_type = {c.type: c for c in conditions}
     if by_type[READY].status == "True":
         return "Ready"
-    degraded = {"InvalidSpec", "NoEdgeNodes", "MinWorkerNodes", "NodeOwnedByOtherGateway"}
-    if any(c.reason in degraded for c in conditions):
+    if any(c.reason in DEGRADED_REASONS for c in conditions):
         return "Degraded"
     return "Provisioning"
 
 
-def plan(decision: NodeDecision) -> dict[str, Any]:
+def plan(decision: NodeDecision, workload: Workload) -> dict[str, Any]:
     nodes = [c for update in decision.updates for c in update.changes]
-    return api.Plan(nodes=nodes).model_dump(by_alias=True)
+    objects = [
+        api.ObjectChange(kind=key.kind, name=key.name, namespace=key.namespace, action=action)
+        for key, action in workload.pending
+    ]
+    return api.Plan(nodes=nodes, objects=objects).model_dump(by_alias=True)
 
 
-def gateway_status(facts: Facts, decision: NodeDecision, applied: bool) -> dict[str, Any]:
+def gateway_status(
+    facts: Facts, decision: NodeDecision, applied: bool, workload: Workload
+) -> dict[str, Any]:
     """The whole status after this pass; ``applied``: the node updates were made."""
     gw = facts.gateway
     spec = gw.spec
     assert spec is not None
     # Once this pass made its node changes, status describes the result, not the plan.
     shown = replace(decision, updates=()) if applied else decision
-    wanted = node_conditions(facts, shown)
+    wanted = [
+        *node_conditions(facts, shown),
+        controller_condition(facts, decision, workload),
+        load_balancer_condition(workload),
+        client_ip_condition(spec),
+    ]
     conditions = [ready_condition(wanted), *wanted]
     pods: dict[str, int] = {}
     for pod in facts.controller_pods:
@@ -147,13 +316,19 @@ def gateway_status(facts: Facts, decision: NodeDecision, applied: bool) -> dict[
         ).model_dump(by_alias=True)
         for name in decision.selected
     ]
+    deploy = workload.objects.get(workload.deployment) if workload.deployment else None
+    svc = workload.objects.get(workload.service) if workload.service else None
     return {
         "observedGeneration": gw.generation,
         "phase": phase(conditions, spec.paused),
         "edgeNodes": edge_nodes,
         "edgeNodeCount": len(edge_nodes),
+        "replicas": int((deploy or {}).get("spec", {}).get("replicas") or 0),
+        "readyReplicas": int((deploy or {}).get("status", {}).get("readyReplicas") or 0),
+        "addresses": addresses(dict(svc) if svc else None),
+        "ingressClassName": workload.ingress_class,
         "daemonSetsNotTolerating": list(decision.intolerant_daemonsets),
-        "plan": plan(shown),
+        "plan": plan(shown, workload),
         "conditions": merge_conditions(
             gw.status.get("conditions") or [], conditions, facts.now, gw.generation
         ),
