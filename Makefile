@@ -23,8 +23,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## virtualenv in .venv with the package (editable) and dev tools
 
-tools: ## etcd, and kube-apiserver/controller-manager/scheduler/kubectl + kwok built once into ~/.cache/edge-operator
-	hack/install-etcd.sh
+tools: ## etcd, kube-apiserver/controller-manager/scheduler, kubectl and kwok, built once into ~/.cache/edge-operator
 	hack/build-k8s.sh >/dev/null
 
 test: install tools ## unit and end-to-end tests (e2e on a fresh local control plane, or PYTEST_ARGS=--kubeconfig=PATH)

@@ -1,21 +1,33 @@
 #!/usr/bin/env bash
-# `make demo`: on the local control plane (already up), install the CRD, start the
-# operator in the background, apply examples/basic.yaml and show the result.
+# `make demo`: on the local control plane (already up), install the CRD and the
+# provider ClusterRoles, start the operator in the background, apply
+# examples/basic.yaml, play the cloud's load balancer, and show the result.
 # The operator keeps running; `make cluster-down` stops it with the cluster.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${CLUSTER_DIR:-$HOME/.cache/edge-operator/cluster}"
 eval "$(python3 "$repo/hack/localcluster.py" env --dir "$dir")"
-timeout="${DEMO_TIMEOUT:-60s}"
+# The example keeps the default drain timing: pods count as available after 40 s.
+timeout="${DEMO_TIMEOUT:-120s}"
 
-kubectl apply --server-side --field-manager=edge-operator-demo -f "$repo/crds/"
+kubectl apply --server-side --field-manager=edge-operator-demo -f "$repo/crds/" \
+  -f "$repo/deploy/provider-rbac.yaml"
 kubectl wait --for=condition=Established crd/edgegateways.edgeoperator.dev --timeout=60s
 
 # The operator runs out of cluster as part of the local cluster: cluster-down stops it.
 python3 "$repo/hack/localcluster.py" spawn --dir "$dir" --name edge-operator -- \
-  "$repo/.venv/bin/python" -m edge_operator run --kubeconfig "$dir/kubeconfig"
+  "$repo/.venv/bin/python" -m edge_operator run \
+  --kubeconfig "$dir/kubeconfigs/edge-operator.kubeconfig"
 
 kubectl apply -f "$repo/examples/basic.yaml"
+# No cloud here: once the Service exists, publish an address the way a cloud's
+# load-balancer controller would (192.0.2.0/24 is reserved for documentation).
+for _ in $(seq 60); do
+  kubectl -n edge-system get service public >/dev/null 2>&1 && break
+  sleep 1
+done
+kubectl -n edge-system patch service public --subresource=status --type=merge \
+  -p '{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.10"}]}}}' >/dev/null
 if ! kubectl wait egw/public --for=condition=Ready --timeout="$timeout"; then
   echo "egw/public is not Ready after $timeout; see $dir/logs/edge-operator.log"
 fi
@@ -25,6 +37,8 @@ echo
 kubectl get nodes -L nodepool,topology.kubernetes.io/zone,edgeoperator.dev/gateway
 echo
 kubectl get nodes -o custom-columns='NAME:.metadata.name,TAINTS:.spec.taints[*].key'
+echo
+kubectl -n edge-system get deployment,pods,service -o wide
 echo
 kubectl describe egw public | sed -n '/^Status:/,$p'
 cat <<MSG

@@ -331,16 +331,21 @@ class Controller(Model):
         default=None,
         ge=1,
         description=(
-            "Unset means one pod per edge node: the only even spread under"
+            "Unset means one pod per Ready edge node: the only even spread under"
             " externalTrafficPolicy Local. A number caps the pods at that many (never more"
             " than edge nodes); edge nodes without a pod then receive no Local traffic."
+            " While a HorizontalPodAutoscaler targets the controller Deployment, the"
+            " operator keeps the replica count the autoscaler set."
         ),
     )
     namespace: str = Field(
         default=DEFAULT_NAMESPACE,
         pattern=DNS_LABEL,
         max_length=63,
-        description="Namespace of the workload objects; created if missing.",
+        description=(
+            "Namespace of the workload objects; created if missing and never deleted (other"
+            " gateways may share it)."
+        ),
     )
     ingress_class: IngressClassSpec = section(IngressClassSpec, "The IngressClass to serve.")
     resources: ResourceRequirements = section(
@@ -379,8 +384,8 @@ class ServiceSpec(Model):
         default="Local",
         description=(
             "Local keeps the client address and avoids a second hop. Cluster is allowed but"
-            " hides the client address behind SNAT; the gateway then reports a warning"
-            " condition."
+            " hides the client address behind SNAT; the gateway then reports the warning"
+            " condition ClientIPPreserved=False."
         ),
     )
     load_balancer_class: str = Field(
@@ -458,8 +463,10 @@ class Rollout(Model):
 
     load_balancer_health_check: LoadBalancerHealthCheck = section(
         LoadBalancerHealthCheck,
-        "The load balancer's health check; the pods' preStop delay and minReadySeconds"
-        " are derived from it so no node drops traffic during a rollout.",
+        "The load balancer's health check. The pods' preStop delay and the Deployment's"
+        " minReadySeconds are both intervalSeconds x (unhealthyThreshold + 1), the time the"
+        " load balancer needs to notice a node's change of health, so no node drops"
+        " traffic during a rollout.",
     )
 
 
@@ -588,8 +595,9 @@ class EdgeGatewayStatus(Model):
     conditions: list[Condition] = Field(
         default_factory=list,
         description=(
-            "Ready, NodesConfigured, TaintSafe, ControllerAvailable and LoadBalancerReady,"
-            " keyed by type."
+            "Ready (NodesConfigured, ControllerAvailable and LoadBalancerReady are all True),"
+            " NodesConfigured, TaintSafe (warning), ControllerAvailable, LoadBalancerReady and"
+            " ClientIPPreserved (warning), keyed by type."
         ),
         json_schema_extra={
             "x-kubernetes-list-type": "map",

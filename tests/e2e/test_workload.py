@@ -398,3 +398,22 @@ def test_converged_operator_makes_no_writes(
     assert writes == []
     # The window is not idle by luck: full passes (resync every 15 s) ran in it.
     assert passes >= 2
+
+
+def test_noexecute_taint_waits_for_a_ready_controller_pod(
+    cluster: Cluster, gateways: Gateways, make_node: MakeNode, unique: str
+) -> None:
+    edge, _ = edge_pool(make_node, unique, count=2)
+    name = f"wl-{unique}"
+    taint = {"key": "example.com/edge", "effect": "NoExecute"}
+    gateways.create(name, spec_for(unique, nodes={**spec_for(unique)["nodes"], "taint": taint}))
+    # The pods tolerate the taint and land first; then each node gets it.
+    obj = gateways.wait_condition(name, "NodesConfigured", "True")
+    assert sorted(n["name"] for n in obj["status"]["edgeNodes"]) == sorted(edge)
+    pods_by_node = ready_pods_by_node(cluster, name)
+    for node in edge:
+        taints = cluster.node(node)["spec"].get("taints") or []
+        assert {"key": "example.com/edge", "effect": "NoExecute"} in taints
+        assert pods_by_node.get(node) == 1, f"no ready controller pod on {node}"
+    tolerations = cluster.deployment(NS, name)["spec"]["template"]["spec"]["tolerations"]
+    assert tolerations == [{"key": "example.com/edge", "operator": "Equal", "effect": "NoExecute"}]
