@@ -267,10 +267,14 @@ class Reconciler:
                 continue
             try:
                 if change == "Delete":
-                    self.kube.delete_object(key.kind, key.namespace, key.name)
                     current.pop(key, None)
+                    self.kube.delete_object(key.kind, key.namespace, key.name)
                 else:
                     current[key] = self.kube.apply(desired[key])
+            except NotFoundError:
+                if change == "Delete":
+                    continue  # already gone: what we wanted
+                raise
             except KubeError as error:
                 if error.status not in REFUSED:
                     raise
