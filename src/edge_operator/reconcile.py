@@ -210,16 +210,18 @@ class Reconciler:
             ),
             autoscaled_replicas=self._autoscaled(current.get(deployment_key)),
         )
-        rendered = workload_rules.render(inputs)
-        roles = [r for r in (rendered.cluster_role, rendered.namespace_role) if r]
         desired = {Key.of(obj): obj for obj in workload_rules.build(inputs)}
+        roles = sorted({obj["roleRef"]["name"] for obj in desired.values() if "roleRef" in obj})
         changes: list[tuple[Key, Action]] = [
             (key, change)
             for key, obj in desired.items()
             if (change := action(obj, current.get(key))) is not None
         ]
         changes += [(key, "Delete") for key in sorted(current.keys() - desired.keys())]
-        namespace_missing = self._missing("Namespace", "", ns)
+        # Objects of ours in the namespace prove it exists; only otherwise ask.
+        namespace_missing = not any(k.namespace == ns for k in current) and self._missing(
+            "Namespace", "", ns
+        )
         if namespace_missing:
             changes.insert(0, (Key("Namespace", "", ns), "Create"))
         failures: list[tuple[Key, str, str]] = []

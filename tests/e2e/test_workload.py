@@ -69,18 +69,21 @@ def controller_pods(cluster: Cluster, gateway: str, ns: str = NS) -> list[dict[s
 def ready(pod: dict[str, Any]) -> bool:
     return (
         not pod["metadata"].get("deletionTimestamp")
-        and bool(condition(pod, "Ready"))
         and (condition(pod, "Ready") or {}).get("status") == "True"
     )
 
 
-def ready_pods_by_node(cluster: Cluster, gateway: str, ns: str = NS) -> dict[str, int]:
+def count_ready_by_node(pods: list[dict[str, Any]]) -> dict[str, int]:
     out: dict[str, int] = {}
-    for pod in controller_pods(cluster, gateway, ns):
+    for pod in pods:
         if ready(pod):
             node = pod["spec"].get("nodeName", "")
             out[node] = out.get(node, 0) + 1
     return out
+
+
+def ready_pods_by_node(cluster: Cluster, gateway: str, ns: str = NS) -> dict[str, int]:
+    return count_ready_by_node(controller_pods(cluster, gateway, ns))
 
 
 def wait_available(cluster: Cluster, gateway: str, replicas: int, ns: str = NS) -> dict[str, Any]:
@@ -295,10 +298,7 @@ def test_image_rollout_keeps_a_ready_pod_on_every_edge_node(
     deadline = time.monotonic() + 120
     while True:
         pods = controller_pods(cluster, name)
-        by_node: dict[str, int] = {}
-        for pod in pods:
-            if ready(pod):
-                by_node[pod["spec"]["nodeName"]] = by_node.get(pod["spec"]["nodeName"], 0) + 1
+        by_node = count_ready_by_node(pods)
         bare = [n for n in edge if not by_node.get(n)]
         assert bare == [], f"edge nodes without a ready controller pod mid-rollout: {bare}"
         observations += 1

@@ -64,16 +64,14 @@ class Owner:
         }
 
 
-def labels(
-    owner: Owner, provider: str, component: str = names.COMPONENT_CONTROLLER
-) -> dict[str, str]:
+def labels(owner: Owner, provider: str) -> dict[str, str]:
     """Labels on every object of the gateway's workload."""
     return {
         names.GATEWAY_LABEL: owner.name,
         names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
         names.NAME_LABEL: provider,
         names.INSTANCE_LABEL: owner.name,
-        names.COMPONENT_LABEL: component,
+        names.COMPONENT_LABEL: names.COMPONENT_CONTROLLER,
     }
 
 
