@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl of
-# K8S_VERSION from the Go module proxy, and etcd and kwok, into a cache keyed by version.
+# K8S_VERSION from the Go module proxy, and etcd, kwok and helm (and checkov from PyPI),
+# into a cache keyed by version.
 # A second run finds the binaries and returns at once.
 #
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces ~30 staging
@@ -75,5 +76,23 @@ if [ ! -x "$kwok_bin/kwok" ]; then
   echo "building kwok $KWOK_VERSION into $kwok_bin" >&2
   mkdir -p "$kwok_bin"
   GOBIN="$kwok_bin" go install -trimpath -ldflags='-s -w' "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+fi
+helm_bin="$cache/helm-$HELM_VERSION/bin"
+if [ ! -x "$helm_bin/helm" ]; then
+  # helm's go.mod has no replace directives: a plain `go install` (about 2 min cold).
+  echo "building helm $HELM_VERSION into $helm_bin" >&2
+  mkdir -p "$helm_bin"
+  GOBIN="$helm_bin" go install -trimpath -ldflags='-s -w' "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
+checkov_dir="$cache/checkov-$CHECKOV_VERSION"
+if [ ! -e "$checkov_dir/.installed" ]; then
+  # checkov pins many packages of its own, so it gets a virtualenv of its own
+  # (about 1 min cold), kept with the other tools rather than in each checkout.
+  # A virtualenv cannot be moved, hence the marker file for a finished install.
+  echo "installing checkov $CHECKOV_VERSION into $checkov_dir" >&2
+  rm -rf "$checkov_dir"
+  python3 -m venv "$checkov_dir"
+  "$checkov_dir/bin/pip" install --quiet "checkov==$CHECKOV_VERSION"
+  touch "$checkov_dir/.installed"
 fi
 echo "$bin"

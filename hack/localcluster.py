@@ -92,6 +92,21 @@ def kubectl_path() -> Path:
     return bin_dir() / "kubectl"
 
 
+def helm_path() -> Path:
+    """The helm that hack/build-k8s.sh builds."""
+    return _cache_dir() / f"helm-{_versions()['HELM_VERSION']}" / "bin" / "helm"
+
+
+def checkov_path() -> Path:
+    """The checkov that hack/build-k8s.sh installs into a virtualenv of its own."""
+    return _cache_dir() / f"checkov-{_versions()['CHECKOV_VERSION']}" / "bin" / "checkov"
+
+
+def k8s_version() -> str:
+    """Version of the local control plane, e.g. v1.36.3."""
+    return _versions()["K8S_VERSION"]
+
+
 def default_dir() -> Path:
     """The state directory: $EDGE_OPERATOR_CLUSTER_DIR, else ~/.cache/edge-operator/cluster."""
     fallback = Path.home() / ".cache/edge-operator/cluster"
@@ -590,7 +605,8 @@ def spawn(dir: Path, name: str, argv: list[str]) -> int:
 
 
 def _exports(state: _State) -> str:
-    kubeconfig, path = shlex.quote(str(state.kubeconfig)), shlex.quote(str(bin_dir()))
+    kubeconfig = shlex.quote(str(state.kubeconfig))
+    path = shlex.quote(f"{bin_dir()}:{helm_path().parent}")
     return f"export KUBECONFIG={kubeconfig}\nexport PATH={path}:$PATH"
 
 
