@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 CLUSTER_DIR ?= $(HOME)/.cache/edge-operator/cluster
 KUBECONFIG_LOCAL := $(CLUSTER_DIR)/kubeconfig
 
-.PHONY: help install tools test unit e2e lint crds run cluster-up cluster-down demo e2e-kind clean
+.PHONY: help install tools test unit e2e lint generate crds run cluster-up cluster-down demo e2e-kind clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ tools: ## etcd, kube-apiserver/controller-manager/scheduler, kubectl and kwok, b
 test: install tools ## unit and end-to-end tests (e2e on a fresh local control plane, or PYTEST_ARGS=--kubeconfig=PATH)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-unit: install ## unit tests only (no cluster)
+unit: install tools ## unit tests only (no cluster; the chart tests use helm and checkov from `make tools`)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 e2e: install tools ## end-to-end tests only
@@ -40,9 +40,15 @@ lint: install ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff format --check src tests hack
 	$(BIN)/mypy --strict src tests hack
 
-crds: install ## regenerate crds/ and deploy/provider-rbac.yaml from the code
+CHART := deploy/helm/edge-operator
+
+generate: install tools ## regenerate crds/, the chart's files/ and deploy/manifests/ from the code
 	$(BIN)/edge-operator crd --output-dir crds
-	$(BIN)/edge-operator provider-rbac --output deploy/provider-rbac.yaml
+	$(BIN)/edge-operator crd --output-dir $(CHART)/files
+	$(BIN)/edge-operator provider-rbac --output $(CHART)/files/provider-clusterroles.yaml
+	$(BIN)/python hack/chart.py manifests --output deploy/manifests/install.yaml
+
+crds: generate ## same as generate
 
 run: install ## run the operator against the current kubeconfig
 	$(BIN)/edge-operator run

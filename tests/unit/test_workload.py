@@ -20,6 +20,7 @@ from edge_operator.desired.service import addresses
 from edge_operator.facts import Facts, GatewayFacts, NodeFacts, PodFacts
 
 ROOT = Path(__file__).resolve().parents[2]
+CHART_FILES = ROOT / "deploy" / "helm" / "edge-operator" / "files"
 OWNER = Owner("public", "0b5c3c0e-1111-2222-3333-444455556666")
 SCHEMA_VERSION = "1.36.0"
 T0 = "2026-01-01T00:00:00Z"
@@ -457,8 +458,8 @@ def test_paused_plan_lists_object_changes() -> None:
 
 
 def test_committed_provider_rbac_is_up_to_date() -> None:
-    committed = (ROOT / "deploy" / "provider-rbac.yaml").read_text()
-    assert committed == provider_rbac(), "run `make crds` and commit deploy/provider-rbac.yaml"
+    committed = (CHART_FILES / "provider-clusterroles.yaml").read_text()
+    assert committed == provider_rbac(), "run `make generate` and commit the chart's files/"
 
 
 def test_strays_are_pods_on_nodes_that_left_the_pool() -> None:

@@ -157,7 +157,7 @@ def controller_condition(facts: Facts, decision: NodeDecision, workload: Workloa
             "ProviderRBACMissing",
             "the controller pods are bound to ClusterRoles that do not exist: "
             + ", ".join(workload.missing_roles)
-            + "; install them with the operator (deploy/provider-rbac.yaml)",
+            + "; install them with the operator (the Helm chart or deploy/manifests/install.yaml)",
         )
     deploy = workload.objects.get(workload.deployment) if workload.deployment else None
     if deploy is None:
