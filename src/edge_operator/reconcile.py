@@ -32,6 +32,9 @@ OBJECT_REASONS: dict[Action, str] = {"Create": "Created", "Update": "Updated", "
 #: API refusals of one object's apply: reported on the gateway, the pass goes on.
 #: (Anything else, a timeout or a 5xx, fails the pass and it is retried.)
 REFUSED = frozenset({400, 403, 404, 409, 422})
+#: Kinds deleted and created again when an immutable field of theirs must change.
+#: Not a Service (its load balancer and address would go) nor a Deployment (its pods).
+RECREATE = frozenset({"IngressClass", "ClusterRoleBinding", "RoleBinding"})
 
 
 class NodeMovedError(Exception):
@@ -149,8 +152,10 @@ class Reconciler:
             refusal = decision.refusal
             apply = refusal is None and not gw.spec.paused
             if apply:
-                for update in decision.updates:
-                    self._apply(update, result)
+                denied = self._apply_nodes(decision.updates, result)
+                if denied:
+                    # E.g. the chart's node policy does not list this gateway's keys.
+                    decision, refusal, apply = replace(decision, refusal=denied), denied, False
                 facts = replace(facts, nodes=self.cache.snapshot())
             workload = self._workload(facts, decision, apply, result)
             status = status_rules.gateway_status(facts, decision, apply, workload)
@@ -272,7 +277,7 @@ class Reconciler:
                     current.pop(key, None)
                     self.kube.delete_object(key.kind, key.namespace, key.name)
                 else:
-                    current[key] = self.kube.apply(desired[key])
+                    current[key] = self._apply_object(change, key, desired[key])
             except NotFoundError:
                 if change == "Delete":
                     continue  # already gone: what we wanted
@@ -285,6 +290,24 @@ class Reconciler:
                 result.events.append(Event("Warning", "ApplyFailed", f"{change} {key}: {error}"))
                 continue
             self._report(key, change, result)
+
+    def _apply_object(self, change: Action, key: Key, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply; an object of a kind in RECREATE whose immutable field must
+        change (e.g. an IngressClass's controller when the provider changes) is deleted
+        and created again instead."""
+        try:
+            return self.kube.apply(obj)
+        except KubeError as error:
+            if not (
+                change == "Update"
+                and key.kind in RECREATE
+                and error.status == 422
+                and "immutable" in str(error)
+            ):
+                raise
+        log.info("recreating %s: an immutable field changes", key)
+        self.kube.delete_object(key.kind, key.namespace, key.name)
+        return self.kube.apply(obj)
 
     def _evict(self, pod: PodFacts, result: PassResult) -> None:
         try:
@@ -335,6 +358,22 @@ class Reconciler:
             target = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
             if (target.get("kind"), target.get("name")) == ("Deployment", meta["name"]):
                 return int((deployment.get("spec") or {}).get("replicas") or 0)
+        return None
+
+    def _apply_nodes(
+        self, updates: Iterable[node_rules.NodeUpdate], result: PassResult
+    ) -> node_rules.Refusal | None:
+        """Apply the node changes; a refusal by the API server stops them and is returned."""
+        for update in updates:
+            try:
+                self._apply(update, result)
+            except KubeError as error:
+                if error.status not in (403, 422):
+                    raise
+                return node_rules.Refusal(
+                    "NodeChangeDenied",
+                    f"the API server refused the change to node {update.name}: {error}",
+                )
         return None
 
     def _apply(self, update: node_rules.NodeUpdate, result: PassResult) -> None:
