@@ -16,6 +16,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+import chart
 import localcluster
 
 T = TypeVar("T")
@@ -84,40 +85,67 @@ class Cluster:
 
     # --- what installing the operator puts in place ---------------------------------------
 
-    def apply(self, role: dict[str, Any]) -> None:
-        """Server-side apply a ClusterRole (the provider roles installed with the operator)."""
-        assert role["kind"] == "ClusterRole", role["kind"]
-        client.RbacAuthorizationV1Api(self.api).patch_cluster_role(
-            role["metadata"]["name"],
-            role,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
+    def helm(self, *args: str) -> str:
+        """The helm of `make tools` against this cluster."""
+        return chart.helm(*args, kubeconfig=self.kubeconfig)
+
+    def install_chart(self, path: Path = chart.CHART, **values: str) -> None:
+        """``helm upgrade --install`` of the chart as release edge-operator in edge-system.
+
+        With ``replicaCount=0`` by default: the tests run the operator as a local
+        process, so the chart provides the CRD, the RBAC and the node policy only.
+        """
+        self.helm(
+            "upgrade", "--install", chart.RELEASE, str(path),
+            "--namespace", chart.NAMESPACE, "--create-namespace",
+            *chart.set_args({"replicaCount": "0", **values}), "--wait", "--timeout", "2m",
+        )  # fmt: skip
+
+    def crd(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.api.sanitize_for_serialization(
+            self.apiext.read_custom_resource_definition(name)
         )
+        return result
 
-    # --- CRD ----------------------------------------------------------------------------
-
-    def apply_crd(self, path: Path) -> dict[str, Any]:
-        """Server-side apply the CRD file and wait until it is Established."""
-        body = yaml.safe_load(path.read_text())
-        name = body["metadata"]["name"]
-        self.apiext.patch_custom_resource_definition(
-            name,
-            body,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
-        )
-
+    def wait_crd_established(self, name: str) -> dict[str, Any]:
         def established() -> dict[str, Any] | None:
-            crd = self.api.sanitize_for_serialization(
-                self.apiext.read_custom_resource_definition(name)
-            )
+            crd = self.crd(name)
             conditions = crd.get("status", {}).get("conditions", [])
             ok = any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
             return crd if ok else None
 
         return wait_for(established, f"CRD {name} Established", timeout=30)
+
+    def service_account_kubeconfig(self, namespace: str, name: str, path: Path) -> Path:
+        """A kubeconfig that acts as the ServiceAccount, with a token from the TokenRequest
+        API (the same kind of bound token a pod of that ServiceAccount gets)."""
+        request = self.core.create_namespaced_service_account_token(
+            name, namespace, {"spec": {"expirationSeconds": 3600}}
+        )
+        conf = self.api.configuration
+        user = f"system:serviceaccount:{namespace}:{name}"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [
+                        {
+                            "name": "cluster",
+                            "cluster": {
+                                "server": conf.host,
+                                "certificate-authority": conf.ssl_ca_cert,
+                            },
+                        }
+                    ],
+                    "users": [{"name": user, "user": {"token": request.status.token}}],
+                    "contexts": [{"name": "sa", "context": {"cluster": "cluster", "user": user}}],
+                    "current-context": "sa",
+                }
+            )
+        )
+        path.chmod(0o600)
+        return path
 
     # --- nodes ----------------------------------------------------------------------------
 

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 import localcluster
-from edge_operator import crd
-from tests.e2e.cluster import ROOT, Cluster, Gateways, ignore_not_found, wait_for
+from edge_operator import names
+from tests.e2e.cluster import Cluster, Gateways, ignore_not_found, wait_for
 from tests.e2e.operator import OperatorProcess
 
 
@@ -51,10 +50,10 @@ def cluster(
 
 @pytest.fixture(scope="session")
 def crd_installed(cluster: Cluster) -> dict[str, Any]:
-    """The CRD and the provider ClusterRoles: what installing the operator puts in place."""
-    for role in yaml.safe_load_all((ROOT / "deploy" / "provider-rbac.yaml").read_text()):
-        cluster.apply(role)
-    return cluster.apply_crd(ROOT / "crds" / crd.CRD_FILE)
+    """What installing the operator puts in place: the Helm chart (CRD, provider
+    ClusterRoles, the operator's RBAC and node policy), without an operator pod."""
+    cluster.install_chart()
+    return cluster.wait_crd_established(names.CRD_NAME)
 
 
 @pytest.fixture
