@@ -23,6 +23,13 @@ from tests.e2e.cluster import ROOT, Cluster, condition, ignore_not_found, wait_f
 from tests.spec_cases import INVALID, VALID, Case, gateway
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+#: (file, index of the document in the file) of every EdgeGateway in examples/.
+EXAMPLE_GATEWAYS = [
+    (path, index)
+    for path in EXAMPLES
+    for index, doc in enumerate(yaml.safe_load_all(path.read_text()))
+    if doc is not None and doc.get("kind") == names.KIND
+]
 STAND_IN_LB_CLASS = "e2e.edgeoperator.dev/stand-in"
 
 
@@ -53,12 +60,14 @@ def test_crd_is_established(crd_installed: dict[str, Any]) -> None:
     assert condition(crd_installed, "NamesAccepted")["status"] == "True"  # type: ignore[index]
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+@pytest.mark.parametrize(
+    ("path", "index"), EXAMPLE_GATEWAYS, ids=[f"{p.name}#{i}" for p, i in EXAMPLE_GATEWAYS]
+)
 def test_example_round_trips_with_the_models_defaults(
-    cluster: Cluster, crd_installed: dict[str, Any], path: Path
+    cluster: Cluster, crd_installed: dict[str, Any], path: Path, index: int
 ) -> None:
     """The API server's defaults are exactly the pydantic models' defaults."""
-    body = yaml.safe_load(path.read_text())
+    body = list(yaml.safe_load_all(path.read_text()))[index]
     name = body["metadata"]["name"]
     try:
         created = _create(cluster, body)
