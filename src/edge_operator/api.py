@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     WithJsonSchema,
     model_validator,
 )
@@ -632,3 +633,13 @@ class EdgeGateway(BaseModel):
                 f"expected apiVersion {API_VERSION} kind {KIND}, got {self.api_version} {self.kind}"
             )
         return self
+
+
+def describe(error: ValidationError, root: str = "") -> str:
+    """A validation error on one line: each problem's dotted path (``root`` for the
+    validated object itself) and message."""
+    problems = []
+    for problem in error.errors():
+        where = ".".join(str(p) for p in problem["loc"]) or root
+        problems.append(f"{where}: {problem['msg']}" if where else problem["msg"])
+    return "; ".join(problems)

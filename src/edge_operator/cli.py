@@ -1,15 +1,18 @@
-"""The ``edge-operator`` command: run, crd, provider-rbac, version."""
+"""The ``edge-operator`` command: run, plan, crd, provider-rbac, version."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import socket
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from edge_operator import __version__, crd
+from edge_operator.names import DEFAULT_NAMESPACE
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -31,10 +34,36 @@ def _parser() -> argparse.ArgumentParser:
         help="kubeconfig to use (default: in-cluster credentials, else $KUBECONFIG)",
     )
     run.add_argument(
-        "--liveness",
-        metavar="URL",
-        default=None,
-        help="serve kopf's liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz",
+        "--health-port",
+        type=int,
+        default=8081,
+        metavar="PORT",
+        help="serve /healthz (liveness) and /readyz (readiness) on this port (0: off;"
+        " default 8081)",
+    )
+    run.add_argument(
+        "--health-bind-address",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address the health server binds to (default 127.0.0.1; 0.0.0.0 in a pod)",
+    )
+    run.add_argument(
+        "--leader-election",
+        action="store_true",
+        help="run as one of several replicas: only the holder of a Lease works, the others"
+        " wait (the Helm chart turns this on)",
+    )
+    run.add_argument(
+        "--leader-election-id",
+        default="edge-operator",
+        metavar="NAME",
+        help="name of the Lease (default edge-operator)",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE") or DEFAULT_NAMESPACE,
+        metavar="NAMESPACE",
+        help="namespace of the Lease (default $POD_NAMESPACE, else edge-system)",
     )
     run.add_argument(
         "--metrics-port",
@@ -77,6 +106,37 @@ def _parser() -> argparse.ArgumentParser:
         "--output", type=Path, default=None, metavar="FILE", help="write them to FILE"
     )
 
+    preview = commands.add_parser(
+        "plan",
+        help="print what applying an EdgeGateway would change, changing nothing",
+        description=(
+            "Print what applying the EdgeGateway in FILE would change on the cluster of the"
+            " kubeconfig: node labels and taints, controller pods evicted, and the objects"
+            " created, updated (a diff of the fields the operator sets) or deleted. Only reads."
+        ),
+        epilog=(
+            "exit status: 0 nothing would change; 2 something would; 1 an error (the file is"
+            " unreadable or invalid, the API cannot be reached) or a refusal: the operator"
+            ' would change nothing and report why ("refused: <Reason>: <message>",'
+            " e.g. NodeOwnedByOtherGateway or MinWorkerNodes). Errors go to standard error."
+        ),
+    )
+    preview.add_argument(
+        "-f",
+        "--filename",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the EdgeGateway manifest (YAML); - reads standard input",
+    )
+    preview.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        default=None,
+        help="kubeconfig to use (default: in-cluster credentials, else $KUBECONFIG or"
+        " ~/.kube/config)",
+    )
+
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -102,6 +162,20 @@ def provider_rbac() -> str:
     return header + yaml.dump_all(roles, Dumper=NoAliases, sort_keys=False, width=100)
 
 
+def _free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _quiet_per_event_logs(level: str) -> None:
+    """kopf logs every handled event at INFO; at INFO the operator logs only its changes."""
+    if logging.getLevelName(level) >= logging.INFO:
+        for noisy in ("kopf.objects", "aiohttp.access"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         # Set before kopf imports the Kubernetes client, which reads it at import time;
@@ -113,14 +187,39 @@ def _run(args: argparse.Namespace) -> int:
     import prometheus_client  # noqa: PLC0415
 
     import edge_operator.handlers  # noqa: F401, PLC0415 - registers the handlers
+    from edge_operator import leader, metrics, probes  # noqa: PLC0415
+    from edge_operator.kube import Kube  # noqa: PLC0415
 
     kopf.configure(
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL
     )
     logging.getLogger().setLevel(args.log_level)
+    _quiet_per_event_logs(args.log_level)
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port, addr=args.metrics_bind_address)
-    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness)
+    if args.health_port:
+        probes.serve(args.health_bind_address, args.health_port)
+    elector = None
+    if args.leader_election:
+        identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}_{os.getpid()}"
+        config = leader.LeaseConfig(
+            args.leader_election_namespace, args.leader_election_id, identity
+        )
+        elector = leader.Elector(Kube.connect(), config, observed=probes.STATE.standby_ok)
+        elector.acquire()
+        # A leader that cannot renew must stop writing before a standby takes over.
+        elector.keep(on_lost=lambda: os._exit(1))
+    else:
+        metrics.LEADER.labels(args.leader_election_id).set(1)
+    liveness = f"http://127.0.0.1:{_free_loopback_port()}/healthz"
+    probes.STATE.kopf_liveness_url = liveness
+    probes.STATE.kopf_started_at = time.monotonic()
+    probes.STATE.leading.set()
+    try:
+        kopf.run(clusterwide=True, standalone=True, liveness_endpoint=liveness)
+    finally:
+        if elector is not None:
+            elector.release()
     return 0
 
 
@@ -128,6 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "plan":
+        from edge_operator import plan  # noqa: PLC0415 - the Kubernetes client is heavy
+
+        return plan.run(args.filename, args.kubeconfig)
     if args.command == "crd":
         if args.output_dir is None:
             sys.stdout.write(crd.render())

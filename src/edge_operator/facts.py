@@ -192,10 +192,7 @@ class GatewayFacts:
         try:
             spec = api.EdgeGatewaySpec.model_validate(obj.get("spec") or {})
         except ValidationError as invalid:
-            error = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}"
-                for e in invalid.errors()
-            )
+            error = api.describe(invalid, root="spec")
         return cls(
             name=meta["name"],
             uid=meta.get("uid", ""),

@@ -23,7 +23,7 @@ from typing import Any
 
 import kopf
 
-from edge_operator import names
+from edge_operator import metrics, names, probes
 from edge_operator.desired.nodes import candidates, holder
 from edge_operator.desired.status import NODES_CONFIGURED
 from edge_operator.facts import GatewayFacts, NodeFacts, is_true
@@ -126,6 +126,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     except KubeError as error:
         raise kopf.TemporaryError(f"cannot list nodes: {error}", delay=RETRY_SECONDS) from error
     log.info("following %d nodes", count)
+    probes.STATE.watching.set()
     rt.worker = asyncio.create_task(rt.work())
     memo["runtime"] = rt
 
@@ -210,6 +211,7 @@ def reconcile_gateway(name: str, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.delete(**GATEWAYS)
 def delete_gateway(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    metrics.forget(body["metadata"]["name"])
     try:
         runtime(memo).reconciler.cleanup(body)
     except KubeError as error:

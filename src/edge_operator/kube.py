@@ -20,7 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from edge_operator import names
+from edge_operator import metrics, names
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,32 @@ KINDS: Mapping[str, Kind] = {
     ),
     "RoleBinding": Kind("rbac.authorization.k8s.io/v1", "rolebindings", namespaced=True),
     "HorizontalPodAutoscaler": Kind("autoscaling/v2", "horizontalpodautoscalers", namespaced=True),
+    "Lease": Kind("coordination.k8s.io/v1", "leases", namespaced=True),
 }
+
+#: The Kubernetes verb of each generated client method's prefix (for metrics).
+_VERBS = (
+    ("list_", "list"),
+    ("read_", "get"),
+    ("get_", "get"),
+    ("patch_", "patch"),
+    ("create_", "create"),
+)
+_HTTP_VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
+
+
+def _count(verb: str, resource: str, code: int) -> None:
+    metrics.API_REQUESTS.labels(verb, resource, str(code)).inc()
+
+
+def _resource_of(method_name: str) -> str:
+    """list_namespaced_pod -> pods; patch_cluster_custom_object_status -> edgegateways."""
+    if "custom_object" in method_name:
+        return names.PLURAL + ("/status" if method_name.endswith("_status") else "")
+    noun = (
+        method_name.split("_", 1)[1].removeprefix("namespaced_").removesuffix("_for_all_namespaces")
+    )
+    return noun.replace("_", "") + "s"
 
 
 class KubeError(Exception):
@@ -120,10 +145,15 @@ class Kube:
     @staticmethod
     def _call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         """One API call, its raw JSON decoded to a dict, its error mapped."""
+        name = getattr(method, "__name__", "")
+        verb = next((v for prefix, v in _VERBS if name.startswith(prefix)), name)
+        resource = _resource_of(name)
         try:
             response = method(*args, _preload_content=False, **kwargs)
         except ApiException as error:
+            _count(verb, resource, int(error.status or 0))
             raise _mapped(error) from error
+        _count(verb, resource, int(response.status))
         result: dict[str, Any] = json.loads(response.data)
         return result
 
@@ -254,11 +284,16 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
+        resource = _path_resource(path)
+        verb = _HTTP_VERBS.get(method) or ("get" if resource.count("/") else "list")
+        resource = resource.split("/")[0] + ("/eviction" if path.endswith("/eviction") else "")
         try:
             response = self.api.call_api(method, url, header_params=headers, body=payload)
             data = response.read()
         except ApiException as error:
+            _count(verb, resource, int(error.status or 0))
             raise _mapped(error) from error
+        _count(verb, resource, int(response.status))
         if not 200 <= response.status < 300:
             raise _mapped(ApiException(status=response.status, reason=response.reason, body=data))
         result: dict[str, Any] = json.loads(data) if data else {}
@@ -289,9 +324,27 @@ class Kube:
             content_type=APPLY_PATCH,
         )
 
+    def create_object(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        meta, kind = obj["metadata"], KINDS[obj["kind"]]
+        return self._request("POST", kind.path(meta.get("namespace", "")), body=obj)
+
+    def replace_object(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT: fails with ConflictError unless metadata.resourceVersion is still current."""
+        meta, kind = obj["metadata"], KINDS[obj["kind"]]
+        return self._request("PUT", kind.path(meta.get("namespace", ""), meta["name"]), body=obj)
+
     def delete_object(self, kind: str, namespace: str, name: str) -> None:
         self._request(
             "DELETE",
             KINDS[kind].path(namespace, name),
             body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
         )
+
+
+def _path_resource(path: str) -> str:
+    """/apis/g/v/namespaces/ns/pods/x -> "pods/x"; /api/v1/nodes -> "nodes"."""
+    parts = path.split("?", maxsplit=1)[0].strip("/").split("/")
+    parts = parts[2:] if parts[0] == "api" else parts[3:]
+    if parts[:1] == ["namespaces"] and len(parts) > 2:
+        parts = parts[2:]
+    return "/".join(parts[:2])

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from edge_operator import names
+from edge_operator import metrics, names
 from edge_operator.desired import nodes as node_rules
 from edge_operator.desired import status as status_rules
 from edge_operator.desired import workload as workload_rules
@@ -93,6 +94,26 @@ class PassResult:
     """What a pass did; its Events are posted on the gateway when the pass ends."""
 
     events: list[Event] = field(default_factory=list)
+    #: The gateway's spec and the status the pass wrote (None: gone or being deleted).
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    status: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a pass of a gateway would change, worked out without writing anything."""
+
+    gateway: str
+    #: No such gateway yet: applying it creates it.
+    new: bool
+    paused: bool
+    decision: node_rules.NodeDecision
+    #: Its ``pending`` are the object changes, with the current and desired objects.
+    workload: status_rules.Workload
+    #: Controller pods the pass would evict: on nodes that are no longer edge nodes.
+    evictions: tuple[PodFacts, ...] = ()
+    #: Objects to create whose name an object not of this gateway has (ObjectConflict).
+    conflicts: tuple[Key, ...] = ()
 
 
 class Reconciler:
@@ -110,6 +131,35 @@ class Reconciler:
     # --- the pass ---------------------------------------------------------------------------
 
     def reconcile(self, name: str) -> PassResult:
+        """One pass, measured: its duration, result and the gateway's gauges."""
+        start = time.monotonic()
+        try:
+            result = self._reconcile(name)
+        except Exception as error:
+            reason = f"APIError{error.status}" if isinstance(error, KubeError) else "Exception"
+            metrics.RECONCILE_TOTAL.labels(name, "error").inc()
+            metrics.RECONCILE_ERRORS.labels(name, reason).inc()
+            raise
+        finally:
+            metrics.RECONCILE_TIME.observe(time.monotonic() - start)
+        if result.status is None:
+            metrics.forget(name)
+            return result
+        conditions = result.status.get("conditions") or []
+        refused = sorted(
+            {
+                c["reason"]
+                for c in conditions
+                if c.get("status") != "True" and c.get("reason") in status_rules.DEGRADED_REASONS
+            }
+        )
+        metrics.RECONCILE_TOTAL.labels(name, "refused" if refused else "success").inc()
+        for reason in refused:
+            metrics.RECONCILE_ERRORS.labels(name, reason).inc()
+        metrics.observe_status(name, result.spec, result.status)
+        return result
+
+    def _reconcile(self, name: str) -> PassResult:
         with self.lock:
             for _ in range(ATTEMPTS - 1):
                 try:
@@ -152,7 +202,7 @@ class Reconciler:
             refusal = decision.refusal
             apply = refusal is None and not gw.spec.paused
             if apply:
-                denied = self._apply_nodes(decision.updates, result)
+                denied = self._apply_nodes(gw.name, decision.updates, result)
                 if denied:
                     # E.g. the chart's node policy does not list this gateway's keys.
                     decision, refusal, apply = replace(decision, refusal=denied), denied, False
@@ -161,6 +211,9 @@ class Reconciler:
             status = status_rules.gateway_status(facts, decision, apply, workload)
         before = _condition(gw.status, status_rules.NODES_CONFIGURED)
         self._write_status(gw, status)
+        result.status = status
+        if gw.spec is not None:
+            result.spec = gw.spec.model_dump(by_alias=True, exclude_none=True)
         # One Warning per refusal, not one per pass that finds it still refused.
         if refusal and before != _condition(status, status_rules.NODES_CONFIGURED):
             result.events.append(Event("Warning", refusal.reason, refusal.message))
@@ -185,6 +238,44 @@ class Reconciler:
             daemonsets=daemonsets,
             controller_pods=tuple(PodFacts.from_api(p) for p in pods),
             now=self.clock(),
+        )
+
+    # --- the preview ------------------------------------------------------------------------
+
+    def plan(self, obj: Mapping[str, Any]) -> Preview:
+        """What a pass would change once ``obj`` (an EdgeGateway, say from a file) is applied:
+        its spec with the cluster's metadata and status of that gateway. Only reads.
+
+        Raises ValueError for an invalid spec or a gateway being deleted.
+        """
+        name = obj["metadata"]["name"]
+        try:
+            live = self.kube.get_gateway(name)
+        except NotFoundError:
+            # Created now, so the newest: older gateways keep the nodes they select.
+            live = {"metadata": {"name": name, "creationTimestamp": self.clock()}}
+        gw = GatewayFacts.from_api({**live, "spec": obj.get("spec")})
+        if gw.spec is None:
+            raise ValueError(gw.spec_error)
+        if gw.deleting:
+            raise ValueError(f"EdgeGateway {name} is being deleted")
+        facts = self._facts(gw)
+        decision = node_rules.decide(facts)
+        workload = self._workload(facts, decision, apply=False, result=PassResult())
+        return Preview(
+            gateway=name,
+            new="uid" not in live["metadata"],
+            paused=gw.spec.paused,
+            decision=decision,
+            workload=workload,
+            evictions=tuple(workload_rules.strays(facts.controller_pods, decision.selected)),
+            conflicts=tuple(
+                key
+                for key, change in workload.pending
+                if change == "Create"
+                and key.kind != "Namespace"
+                and not self._missing(key.kind, key.namespace, key.name)
+            ),
         )
 
     # --- the workload -----------------------------------------------------------------------
@@ -228,7 +319,9 @@ class Reconciler:
             "Namespace", "", ns
         )
         if namespace_missing:
-            changes.insert(0, (Key("Namespace", "", ns), "Create"))
+            namespace_key = Key("Namespace", "", ns)
+            changes.insert(0, (namespace_key, "Create"))
+            desired = {namespace_key: workload_rules.namespace(ns), **desired}
         failures: list[tuple[Key, str, str]] = []
         if apply:
             # Before the Deployment scales down, so the ReplicaSet replaces (and then
@@ -244,6 +337,7 @@ class Reconciler:
             service=Key("Service", ns, name),
             ingress_class=workload_rules.ingress_class_name(owner, spec),
             pending=tuple(changes),
+            desired=desired,
             failures=tuple(failures),
             missing_roles=tuple(r for r in roles if self._missing("ClusterRole", "", r)),
         )
@@ -361,12 +455,12 @@ class Reconciler:
         return None
 
     def _apply_nodes(
-        self, updates: Iterable[node_rules.NodeUpdate], result: PassResult
+        self, gateway: str, updates: Iterable[node_rules.NodeUpdate], result: PassResult
     ) -> node_rules.Refusal | None:
         """Apply the node changes; a refusal by the API server stops them and is returned."""
         for update in updates:
             try:
-                self._apply(update, result)
+                self._apply(update, result, gateway)
             except KubeError as error:
                 if error.status not in (403, 422):
                     raise
@@ -376,13 +470,14 @@ class Reconciler:
                 )
         return None
 
-    def _apply(self, update: node_rules.NodeUpdate, result: PassResult) -> None:
+    def _apply(self, update: node_rules.NodeUpdate, result: PassResult, gateway: str) -> None:
         try:
             node = self.kube.patch_node(update.name, update.patch())
         except (ConflictError, NotFoundError) as changed:
             raise NodeMovedError(update.name, changed) from changed
         self.cache.put(NodeFacts.from_api(node))
         for change in update.changes:
+            metrics.NODE_CHANGES.labels(gateway, change.action.lower()).inc()
             log.info("node %s: %s", update.name, change.detail)
             result.events.append(
                 Event(
@@ -433,7 +528,7 @@ class Reconciler:
     def _restore_with_retry(self, node: NodeFacts, result: PassResult) -> None:
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                self._apply(node_rules.restore(node), result)
+                self._apply(node_rules.restore(node), result, node_rules.holder(node) or "")
                 return
             except NodeMovedError as moved:
                 if isinstance(moved.cause, NotFoundError):

@@ -159,6 +159,29 @@ def contains(current: object, desired: object, exact: bool = False) -> bool:
     return current == desired or _same_quantity(current, desired)
 
 
+def project(current: object, desired: object, exact: bool = False) -> object:
+    """``current`` cut down to what :func:`contains` compares with ``desired``.
+
+    So ``project(current, desired)`` reads like ``desired`` wherever ``contains``
+    finds them equal (a quantity in its canonical form, an empty value the server
+    dropped) and shows ``current``'s own value wherever it differs.
+    """
+    if isinstance(desired, Mapping) and isinstance(current, Mapping):
+        out: dict[str, object] = {}
+        for key, value in desired.items():
+            if key in current:
+                out[key] = project(current[key], value, exact or key in EXACT_FIELDS)
+            elif _empty(value):
+                out[key] = value
+        if exact:
+            out.update((k, v) for k, v in current.items() if k not in desired and not _empty(v))
+        return out
+    if isinstance(desired, list) and isinstance(current, list):
+        pairs = zip(current, desired, strict=False)
+        return [project(c, d, exact) for c, d in pairs] + current[len(desired) :]
+    return desired if contains(current, desired, exact) else current
+
+
 def _empty(value: object) -> bool:
     # The API server omits empty optional fields, e.g. a toleration's value "".
     return value is None or value in ({}, [], "")

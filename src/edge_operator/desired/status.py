@@ -31,6 +31,7 @@ DEGRADED_REASONS = frozenset(
         "ApplyFailed",
         "ProviderRBACMissing",
         "RolloutStuck",
+        "NodeChangeDenied",
     }
 )
 
@@ -46,6 +47,8 @@ class Workload:
     ingress_class: str = ""
     #: Changes not made (paused, refused): they go into status.plan.
     pending: tuple[tuple[Key, Action], ...] = ()
+    #: What the pass wants each object to be (stamped), the missing Namespace included.
+    desired: Mapping[Key, Mapping[str, Any]] = field(default_factory=dict)
     #: Objects that could not be applied, with why: a foreign object in the way
     #: (ObjectConflict) or an API refusal (ApplyFailed).
     failures: tuple[tuple[Key, str, str], ...] = ()
