@@ -46,6 +46,9 @@ generate: install tools ## regenerate crds/, the chart's files/ and deploy/manif
 	$(BIN)/edge-operator crd --output-dir crds
 	$(BIN)/edge-operator crd --output-dir $(CHART)/files
 	$(BIN)/edge-operator provider-rbac --output $(CHART)/files/provider-clusterroles.yaml
+	mkdir -p $(CHART)/files/monitoring
+	cp deploy/monitoring/alerts.yaml $(CHART)/files/monitoring/alerts.yaml
+	cp deploy/monitoring/edge-operator-dashboard.json $(CHART)/files/monitoring/edge-operator-dashboard.json
 	$(BIN)/python hack/chart.py manifests --output deploy/manifests/install.yaml
 
 crds: generate ## same as generate
