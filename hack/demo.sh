@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: on the local control plane (already up), install the CRD and the
-# provider ClusterRoles, start the operator in the background, apply
+# `make demo`: on the local control plane (already up), install the Helm chart, start
+# the operator in the background with the chart's ServiceAccount, apply
 # examples/basic.yaml, play the cloud's load balancer, and show the result.
 # The operator keeps running; `make cluster-down` stops it with the cluster.
 set -euo pipefail
@@ -10,14 +10,26 @@ eval "$(python3 "$repo/hack/localcluster.py" env --dir "$dir")"
 # The example keeps the default drain timing: pods count as available after 40 s.
 timeout="${DEMO_TIMEOUT:-120s}"
 
-kubectl apply --server-side --field-manager=edge-operator-demo -f "$repo/crds/" \
-  -f "$repo/deploy/provider-rbac.yaml"
+# Install the chart the way users do, without its operator pod (there is no image
+# registry here): CRD, provider ClusterRoles, the operator's RBAC and node policy.
+helm upgrade --install edge-operator "$repo/deploy/helm/edge-operator" \
+  --namespace edge-system --create-namespace --set replicaCount=0 --wait >/dev/null
 kubectl wait --for=condition=Established crd/edgegateways.edgeoperator.dev --timeout=60s
 
-# The operator runs out of cluster as part of the local cluster: cluster-down stops it.
+# The operator runs out of cluster with the chart's ServiceAccount and nothing more (a
+# token from the TokenRequest API), as part of the local cluster: cluster-down stops it.
+sa_kubeconfig="$dir/kubeconfigs/edge-operator-sa.kubeconfig"
+server="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
+KUBECONFIG="$sa_kubeconfig" kubectl config set-cluster local --server="$server" \
+  --certificate-authority="$dir/pki/ca.crt" >/dev/null
+KUBECONFIG="$sa_kubeconfig" kubectl config set-credentials edge-operator \
+  --token="$(kubectl -n edge-system create token edge-operator --duration=24h)" >/dev/null
+KUBECONFIG="$sa_kubeconfig" kubectl config set-context local --cluster=local \
+  --user=edge-operator >/dev/null
+KUBECONFIG="$sa_kubeconfig" kubectl config use-context local >/dev/null
+chmod 600 "$sa_kubeconfig"
 python3 "$repo/hack/localcluster.py" spawn --dir "$dir" --name edge-operator -- \
-  "$repo/.venv/bin/python" -m edge_operator run \
-  --kubeconfig "$dir/kubeconfigs/edge-operator.kubeconfig"
+  "$repo/.venv/bin/python" -m edge_operator run --kubeconfig "$sa_kubeconfig"
 
 kubectl apply -f "$repo/examples/basic.yaml"
 # No cloud here: once the Service exists, publish an address the way a cloud's

@@ -40,6 +40,8 @@ HACK_DIR = Path(__file__).resolve().parent
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 PORTS = ("etcd-client", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 OPERATOR_USER = "edge-operator"
+#: The Helm chart's ServiceAccount (release edge-operator in edge-system), audited too.
+CHART_SERVICE_ACCOUNT = "system:serviceaccount:edge-system:edge-operator"
 # RBAC's bootstrap policy already grants these identities what they need.
 CLIENTS = {
     "admin": "/CN=edge-admin/O=system:masters",
@@ -58,7 +60,10 @@ AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
     "omitStages": ["RequestReceived"],
-    "rules": [{"level": "Metadata", "users": [OPERATOR_USER]}, {"level": "None"}],
+    "rules": [
+        {"level": "Metadata", "users": [OPERATOR_USER, CHART_SERVICE_ACCOUNT]},
+        {"level": "None"},
+    ],
 }
 CONTEXT = "edge-operator-local"
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")

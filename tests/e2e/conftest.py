@@ -104,6 +104,7 @@ def operator(
         tmp_path_factory.mktemp("operator") / "log",
         # Frequent full passes, so that the tests see what idle passes do too.
         resync_seconds=15,
+        metrics=True,
     )
     process.start()
     yield process

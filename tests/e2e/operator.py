@@ -23,16 +23,33 @@ def _free_port() -> int:
 class OperatorProcess:
     """``edge-operator run`` against the test cluster, with its log in a file."""
 
-    def __init__(self, kubeconfig: Path, log: Path, resync_seconds: float = 300) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log: Path,
+        resync_seconds: float = 300,
+        leader_election: bool = False,
+        metrics: bool = False,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log = log
         self.resync_seconds = resync_seconds
+        self.leader_election = leader_election
+        self.metrics = metrics
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.metrics_port = 0
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Start it; with ``wait``, until /readyz answers (leading with its watches
+        running, or a standby that has read the Lease)."""
         assert self.proc is None, "already running"
         self.port = _free_port()
+        extra = ["--leader-election", "--leader-election-namespace", "edge-system"]
+        args = extra if self.leader_election else []
+        if self.metrics:
+            self.metrics_port = _free_port()
+            args += ["--metrics-port", str(self.metrics_port)]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -42,8 +59,9 @@ class OperatorProcess:
                     "run",
                     "--kubeconfig",
                     str(self.kubeconfig),
-                    "--liveness",
-                    f"http://127.0.0.1:{self.port}/healthz",
+                    "--health-port",
+                    str(self.port),
+                    *args,
                     "--resync-seconds",
                     str(self.resync_seconds),
                     "--log-level",
@@ -53,23 +71,30 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+        if not wait:
+            return
         try:
-            wait_for(self._healthy, "the operator's liveness endpoint", timeout=60)
+            wait_for(lambda: self.probe("/readyz"), "the operator's readiness endpoint", 60)
         except BaseException:
             self.stop()
             raise
 
-    def _healthy(self) -> bool:
+    def probe(self, path: str) -> bool:
+        """GET the health server's ``path``; True on 200."""
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"the operator exited with {self.proc.returncode}:\n{self.tail()}")
         try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.port}/healthz", timeout=2
-            ) as response:
-                return bool(response.status == 200)
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return bool(r.status == 200)
         except OSError:
             return False
+
+    def metrics_text(self) -> str:
+        """The /metrics page (the process must run with ``metrics=True``)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
 
     def kill(self) -> None:
         """SIGKILL: no cleanup handlers, like a node crash or an OOM kill."""

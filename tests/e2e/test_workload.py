@@ -356,12 +356,15 @@ def test_ingress_nginx_gateway_deleted_removes_every_owned_object(
         assert names.DEFAULT_ROLE_LABEL not in labels
 
 
-def operator_writes(audit_log: Any, start: int) -> list[str]:
+def operator_writes(audit_log: Any, start: int, user: str | None = None) -> list[str]:
+    """Write requests in the audit log after byte ``start`` (by ``user``, or any audited)."""
     writes = []
     with audit_log.open() as log:
         log.seek(start)
         for line in log:
             event = json.loads(line)
+            if user is not None and event["user"]["username"] != user:
+                continue
             if event["verb"] in ("create", "update", "patch", "delete", "deletecollection"):
                 writes.append(f"{event['verb']} {event['requestURI']}")
     return writes
