@@ -26,8 +26,9 @@ import kopf
 from edge_operator import metrics, names, probes
 from edge_operator.desired.nodes import candidates, holder
 from edge_operator.desired.status import NODES_CONFIGURED
+from edge_operator.desired.workload import OWNED_KINDS
 from edge_operator.facts import GatewayFacts, NodeFacts, is_true
-from edge_operator.kube import Kube, KubeError
+from edge_operator.kube import KINDS, Kube, KubeError
 from edge_operator.reconcile import NodeCache, Reconciler
 
 log = logging.getLogger(__name__)
@@ -35,17 +36,9 @@ log = logging.getLogger(__name__)
 GATEWAYS: dict[str, Any] = {"group": names.GROUP, "version": names.VERSION, "plural": names.PLURAL}
 #: Full pass of every gateway even when nothing was seen to change.
 RESYNC_SECONDS = float(os.environ.get("EDGE_OPERATOR_RESYNC_SECONDS", "300"))
-#: The kinds of object a gateway owns, as (group, version, plural).
-OWNED_RESOURCES = (
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("", "v1", "configmaps"),
-    ("", "v1", "serviceaccounts"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("networking.k8s.io", "v1", "ingressclasses"),
-    ("rbac.authorization.k8s.io", "v1", "clusterrolebindings"),
-    ("rbac.authorization.k8s.io", "v1", "rolebindings"),
-)
+#: The kinds of object a gateway owns, as (group, version, plural): what the pass
+#: builds (workload.OWNED_KINDS), where the API serves it (kube.KINDS).
+OWNED_RESOURCES = tuple((*KINDS[kind].group_version, KINDS[kind].plural) for kind in OWNED_KINDS)
 #: Delay before a failed pass runs again.
 RETRY_SECONDS = 10.0
 #: Node events closer together than this are handled in one pass.

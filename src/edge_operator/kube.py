@@ -37,6 +37,12 @@ class Kind:
     plural: str
     namespaced: bool
 
+    @property
+    def group_version(self) -> tuple[str, str]:
+        """("apps", "v1") for apps/v1; ("", "v1") for the core group."""
+        group, _, version = self.api_version.rpartition("/")
+        return group, version
+
     def path(self, namespace: str = "", name: str = "") -> str:
         base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
         if namespace:

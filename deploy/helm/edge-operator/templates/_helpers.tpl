@@ -46,3 +46,12 @@ app.kubernetes.io/part-of: edge-operator
 {{- define "edge-operator.ownKey" -}}
 ({{ . }}.startsWith("edgeoperator.dev/") || {{ . }} in variables.keys)
 {{- end }}
+
+{{/* The provider ClusterRoles of files/ (generated), as a JSON list of objects. */}}
+{{- define "edge-operator.providerRoles" -}}
+{{- $roles := list }}
+{{- range $doc := regexSplit "(?m)^---\\s*$" (.Files.Get "files/provider-clusterroles.yaml") -1 }}
+{{- with fromYaml $doc }}{{ $roles = append $roles . }}{{ end }}
+{{- end }}
+{{- toJson $roles }}
+{{- end }}
