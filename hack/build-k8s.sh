@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl of
 # K8S_VERSION from the Go module proxy, and etcd, kwok and helm (and checkov from PyPI),
-# into a cache keyed by version.
-# A second run finds the binaries and returns at once.
+# into a cache keyed by version. Arguments name more commands of k8s.io/kubernetes/cmd
+# to build alongside (hack/lab adds kubelet and kube-proxy).
+# A second run finds the binaries and returns at once; a lock keeps two runs (two
+# checkouts, CI and a developer) from building into the cache at the same time.
 #
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces ~30 staging
 # modules with local paths. A throw-away wrapper module requires it and replaces
@@ -14,7 +16,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cache="${EDGE_OPERATOR_CACHE:-$HOME/.cache/edge-operator}"
 bin="$cache/k8s-$K8S_VERSION/bin"
 kwok_bin="$cache/kwok-$KWOK_VERSION/bin"
-k8s_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+k8s_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl "$@")
+mkdir -p "$cache"
+exec 9>"$cache/.build-k8s.lock"
+flock 9
 
 missing=()
 for c in "${k8s_cmds[@]}"; do [ -x "$bin/$c" ] || missing+=("$c"); done

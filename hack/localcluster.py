@@ -167,9 +167,10 @@ def _build() -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
-def _issue(pki: Path, name: str, subject: str, *extensions: str) -> None:
+def _issue(pki: Path, name: str, subject: str, *extensions: str, ca: Path | None = None) -> None:
     # EC keys take milliseconds to generate, RSA ones far longer. The CA signs itself.
-    signer = [] if name == "ca" else ["-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key")]
+    ca = ca or pki
+    signer = [] if name == "ca" else ["-CA", str(ca / "ca.crt"), "-CAkey", str(ca / "ca.key")]
     # -config /dev/null keeps the distro's openssl.cnf from adding CA:TRUE to leaves.
     _run(
         "openssl", "req", "-x509", "-new", "-config", os.devnull, *signer,
@@ -202,6 +203,17 @@ def _ensure_pki(pki: Path) -> None:
     _run("openssl", "pkey", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
 
 
+def issue_client_cert(dir: Path, pki: Path, name: str, subject: str) -> tuple[Path, Path]:
+    """A client certificate for ``subject`` signed by the CA of the cluster in dir,
+    written to pki/NAME.{crt,key} unless there; returns (certificate, key)."""
+    crt, key = pki / f"{name}.crt", pki / f"{name}.key"
+    if not (crt.exists() and key.exists()):
+        pki.mkdir(parents=True, exist_ok=True, mode=0o700)
+        leaf = ("basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature")
+        _issue(pki, name, subject, *leaf, "extendedKeyUsage=clientAuth", ca=_State(dir).pki)
+    return crt, key
+
+
 def _kubeconfig(pki: Path, port: int, client: str) -> str:
     def data(name: str) -> str:
         return base64.b64encode((pki / name).read_bytes()).decode()
@@ -229,7 +241,7 @@ def _opener(context: ssl.SSLContext | None = None) -> urllib.request.OpenerDirec
     return urllib.request.build_opener(*handlers)
 
 
-class _Api:
+class Api:
     """A minimal client for the local apiserver, authenticated as the admin."""
 
     def __init__(self, state: _State) -> None:
@@ -238,15 +250,22 @@ class _Api:
         context.load_cert_chain(state.pki / "admin.crt", state.pki / "admin.key")
         self._opener = _opener(context)
 
-    def call(self, method: str, path: str, body: object = None) -> bytes:
+    def call(
+        self, method: str, path: str, body: object = None, content_type: str = "application/json"
+    ) -> bytes:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
+        request.add_header("Content-Type", content_type)
         with self._opener.open(request, timeout=5) as response:
             return bytes(response.read())
 
     def ready(self) -> bool:
         return _succeeds(lambda: self.call("GET", "/readyz") == b"ok")
+
+
+def api(dir: Path) -> Api:
+    """An admin client of the running cluster in dir."""
+    return Api(_State(dir))
 
 
 def _succeeds(probe: Callable[[], object]) -> bool:
@@ -273,9 +292,9 @@ def _owned(state: _State, name: str, pid: int) -> bool:
         return False
     # Every process is given a path under its state dir: that tells clusters apart.
     # Extra processes (spawn()) may be scripts whose argv[0] is their interpreter.
-    marker = os.fsencode(f"{state.root}{os.sep}")
+    marker, root = os.fsencode(f"{state.root}{os.sep}"), os.fsencode(str(state.root))
     named = name not in COMPONENTS or Path(os.fsdecode(argv[0])).name == name
-    return named and any(marker in arg for arg in argv)
+    return named and any(marker in arg or arg == root for arg in argv)
 
 
 def _running(state: _State) -> dict[str, int]:
@@ -318,17 +337,20 @@ def _spawn(state: _State, name: str, argv: list[str]) -> None:
 def _stop(state: _State, name: str) -> None:
     with suppress(OSError, ValueError):
         pid = int(state.pid_file(name).read_text())
+        signalled = False
         # The scheduler can hang on SIGTERM, hence SIGKILL after the grace period.
         for sig in (signal.SIGTERM, signal.SIGKILL):
             deadline = time.monotonic() + STOP_GRACE
             if _owned(state, name, pid):
                 os.kill(pid, sig)
+                signalled = True
             while _owned(state, name, pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
         # When up() ran in this process the component is our child: reap it, or it
         # lingers as a zombie. It has exited, or is exiting after SIGKILL, by now.
-        with suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+        if signalled:
+            with suppress(ChildProcessError):
+                os.waitpid(pid, 0)
     state.pid_file(name).unlink(missing_ok=True)
 
 
@@ -383,6 +405,8 @@ def _argv(state: _State, ports: dict[str, int], k8s_bin: Path) -> dict[str, list
             f"--etcd-servers={etcd_url}", "--service-cluster-ip-range=10.96.0.0/16",
             # No kubelet answers on the advertised address, so don't publish it.
             "--endpoint-reconciler-type=none", "--authorization-mode=Node,RBAC",
+            # Real nodes (hack/lab) have no resolvable hostname; logs and exec go to the IP.
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
             f"--client-ca-file={pki / 'ca.crt'}",
             f"--tls-cert-file={pki / 'kube-apiserver.crt'}",
             f"--tls-private-key-file={pki / 'kube-apiserver.key'}",
@@ -428,13 +452,15 @@ def _free_ports() -> dict[str, int]:
         return {name: sock.getsockname()[1] for name, sock in sockets.items()}
 
 
-def _start(state: _State, deadline: float) -> None:
+def _start(state: _State, k8s_bin: Path) -> None:
     """Start every component from a clean slate; only the certificates are kept."""
     _stop_all(state)
     for leftover in ("etcd", "logs", "pids", "kubeconfigs", "audit"):
         shutil.rmtree(state.root / leftover, ignore_errors=True)
     state.kubeconfig.unlink(missing_ok=True)
-    k8s_bin = _build()
+    # The start-up deadline counts from here: a cold build, or a wait for another
+    # checkout's build to finish with the cache, takes minutes.
+    deadline = time.monotonic() + STARTUP_TIMEOUT
     _ensure_pki(state.pki)
     ports = _free_ports()
     _write_private(state.ports_file, json.dumps(ports, indent=2) + "\n")
@@ -449,7 +475,7 @@ def _start(state: _State, deadline: float) -> None:
     _spawn(state, "etcd", argv["etcd"])
     _wait_for(state, "etcd", lambda: _succeeds(lambda: _get_ok(etcd_health)), deadline)
     _spawn(state, "kube-apiserver", argv["kube-apiserver"])
-    api = _Api(state)
+    api = Api(state)
     _wait_for(state, "kube-apiserver /readyz", api.ready, deadline)
     for name in COMPONENTS[2:]:
         _spawn(state, name, argv[name])
@@ -504,7 +530,7 @@ def ready_status() -> dict[str, Any]:
 
 def _ensure_nodes(state: _State, count: int, zones: int, deadline: float) -> None:
     """Create the missing kwok Nodes, then wait until kwok reports all of them Ready."""
-    api, version = _Api(state), _versions()["K8S_VERSION"]
+    api, version = Api(state), _versions()["K8S_VERSION"]
     names = [f"kwok-node-{i}" for i in range(1, count + 1)]
     for i, name in enumerate(names):
         # Round-robin over the zones; each zone's first node joins the `edge` pool.
@@ -533,7 +559,7 @@ def _ensure_nodes(state: _State, count: int, zones: int, deadline: float) -> Non
 def _healthy(state: _State) -> bool:
     if not state.kubeconfig.exists() or len(_running(state)) != len(COMPONENTS):
         return False
-    return _succeeds(lambda: _Api(state).ready())
+    return _succeeds(lambda: Api(state).ready())
 
 
 def up(dir: Path, nodes: int = 6, zones: int = 3) -> Path:
@@ -552,8 +578,8 @@ def up(dir: Path, nodes: int = 6, zones: int = 3) -> Path:
         return state.kubeconfig
     state.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        _start(state, deadline)
-        _ensure_nodes(state, nodes, zones, deadline)
+        _start(state, _build())
+        _ensure_nodes(state, nodes, zones, time.monotonic() + STARTUP_TIMEOUT)
     except BaseException:
         _stop_all(state)
         raise
@@ -585,6 +611,44 @@ def down(dir: Path) -> None:
     shutil.rmtree(state.root)
 
 
+def start_process(dir: Path, name: str, argv: list[str]) -> int:
+    """Run argv in the background with its pid and log files in dir; return its PID.
+
+    For other tools that keep state the way the cluster does (hack/lab): argv must
+    name a path under dir, which is how stop_process and process_pid recognise it.
+    """
+    state = _State(dir)
+    # posix_spawn does not search $PATH.
+    program = argv[0] if os.sep in argv[0] else shutil.which(argv[0])
+    if program is None:
+        raise ClusterError(f"cannot start {name}: {argv[0]} is not installed")
+    _spawn(state, name, [program, *argv[1:]])
+    pid = int(state.pid_file(name).read_text())
+    if not _owned(state, name, pid):
+        raise ClusterError(f"{name} exited at once; see {state.log(name)}")
+    return pid
+
+
+def process_pid(dir: Path, name: str) -> int | None:
+    """The PID of the process started as ``name`` in dir, if it still runs."""
+    state = _State(dir)
+    with suppress(OSError, ValueError):
+        pid = int(state.pid_file(name).read_text())
+        if _owned(state, name, pid):
+            return pid
+    return None
+
+
+def stop_process(dir: Path, name: str) -> None:
+    """Stop the process started as ``name`` in dir (SIGTERM, then SIGKILL), by PID."""
+    _stop(_State(dir), name)
+
+
+def log_path(dir: Path, name: str) -> Path:
+    """The log file of the process started as ``name`` in dir."""
+    return _State(dir).log(name)
+
+
 def spawn(dir: Path, name: str, argv: list[str]) -> int:
     """Run argv in the background as part of the cluster in dir; `down` stops it.
 
@@ -602,11 +666,7 @@ def spawn(dir: Path, name: str, argv: list[str]) -> int:
             return pid
     if not any(f"{state.root}{os.sep}" in arg for arg in argv):
         raise ClusterError(f"the command must name a path under {state.root}")
-    _spawn(state, name, argv)
-    pid = int(state.pid_file(name).read_text())
-    if not _owned(state, name, pid):
-        raise ClusterError(f"{name} exited at once; see {state.log(name)}")
-    return pid
+    return start_process(state.root, name, argv)
 
 
 def _exports(state: _State) -> str:
@@ -632,7 +692,7 @@ def _command(command: str, state: _State, nodes: int, zones: int, extra: list[st
             print(f"{name:<24}", f"pid {running[name]}" if name in running else "not running")
         if not _healthy(state):
             raise ClusterError(f"the cluster in {state.root} is not healthy")
-        print(f"{'kube-apiserver URL':<24} {_Api(state).base} (readyz ok)")
+        print(f"{'kube-apiserver URL':<24} {Api(state).base} (readyz ok)")
     elif _healthy(state):
         print(_exports(state))
     else:
