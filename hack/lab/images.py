@@ -1,0 +1,130 @@
+"""Local OCI images for the lab: single-layer archives around static binaries.
+
+There is no registry here, so every image a lab pod runs is written on this machine
+and imported into each node's containerd (``ctr images import``). An image carries
+exactly the name a pod spec uses, normalised the way containerd's CRI normalises it
+(``docker.io/traefik:v3.7.13`` is stored as ``docker.io/library/traefik:v3.7.13``), so
+the operator's rendered Deployment runs unchanged.
+
+Archives are deterministic (fixed mtimes and owners) and cached by the digest of the
+binary, so a warm lab start writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# Paths inside the image that must exist as directories (pods mount over /tmp).
+_DIRS = ("tmp", "etc")
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image to write: a static binary run as its entrypoint."""
+
+    name: str  # as a pod spec names it
+    binary: Path
+    entrypoint: tuple[str, ...]  # the binary is installed at entrypoint[0]
+    env: tuple[str, ...] = ("PATH=/",)
+
+    @property
+    def ref(self) -> str:
+        return normalise(self.name)
+
+
+def normalise(name: str) -> str:
+    """The reference containerd's CRI stores for ``name`` (Docker's normalisation)."""
+    first, _, rest = name.partition("/")
+    if not rest or ("." not in first and ":" not in first and first != "localhost"):
+        first, rest = "docker.io", name
+    if first == "docker.io" and "/" not in rest:
+        rest = f"library/{rest}"
+    if ":" not in rest.rsplit("/", 1)[-1] and "@" not in rest:
+        rest += ":latest"
+    return f"{first}/{rest}"
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _layer(image: Image) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for directory in _DIRS:
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o1777, 0
+            tar.addfile(info)
+        info = tarfile.TarInfo(image.entrypoint[0].lstrip("/"))
+        info.size, info.mode, info.mtime = image.binary.stat().st_size, 0o755, 0
+        with image.binary.open("rb") as binary:
+            tar.addfile(info, binary)
+    return buf.getvalue()
+
+
+def _blob(tar: tarfile.TarFile, data: bytes) -> dict[str, object]:
+    digest = _sha256(data)
+    info = tarfile.TarInfo(f"blobs/sha256/{digest.removeprefix('sha256:')}")
+    info.size, info.mtime = len(data), 0
+    tar.addfile(info, io.BytesIO(data))
+    return {"digest": digest, "size": len(data)}
+
+
+def write_archive(image: Image, path: Path) -> None:
+    """Write ``image`` as an OCI image layout archive at ``path`` (atomically)."""
+    layer = _layer(image)
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": list(image.entrypoint), "Env": list(image.env)},
+        "rootfs": {"type": "layers", "diff_ids": [_sha256(layer)]},
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        layer_desc = {"mediaType": "application/vnd.oci.image.layer.v1.tar", **_blob(tar, layer)}
+        config_desc = {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            **_blob(tar, json.dumps(config, sort_keys=True).encode()),
+        }
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config_desc,
+            "layers": [layer_desc],
+        }
+        manifest_desc = {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            **_blob(tar, json.dumps(manifest, sort_keys=True).encode()),
+            # containerd names the imported image after this annotation.
+            "annotations": {
+                "io.containerd.image.name": image.ref,
+                "org.opencontainers.image.ref.name": image.ref.rsplit(":", 1)[-1],
+            },
+        }
+        for name, data in (
+            ("oci-layout", {"imageLayoutVersion": "1.0.0"}),
+            ("index.json", {"schemaVersion": 2, "manifests": [manifest_desc]}),
+        ):
+            raw = json.dumps(data, sort_keys=True).encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(raw), 0
+            tar.addfile(info, io.BytesIO(raw))
+    os.replace(tmp, path)
+
+
+def archive(image: Image, cache: Path) -> Path:
+    """The cached archive of ``image``, written first if missing."""
+    with image.binary.open("rb") as binary:
+        key = hashlib.file_digest(binary, "sha256").hexdigest()[:16]
+    slug = image.ref.replace("/", "_").replace(":", "_")
+    path = cache / f"{slug}-{key}.oci.tar"
+    if not path.exists():
+        write_archive(image, path)
+    return path
