@@ -624,8 +624,12 @@ def start_process(dir: Path, name: str, argv: list[str]) -> int:
         raise ClusterError(f"cannot start {name}: {argv[0]} is not installed")
     _spawn(state, name, [program, *argv[1:]])
     pid = int(state.pid_file(name).read_text())
-    if not _owned(state, name, pid):
-        raise ClusterError(f"{name} exited at once; see {state.log(name)}")
+    # A wrapper that execs its command (sh, nsenter) has an empty cmdline for a moment.
+    deadline = time.monotonic() + 2
+    while not _owned(state, name, pid):
+        if time.monotonic() > deadline or not Path(f"/proc/{pid}").exists():
+            raise ClusterError(f"{name} exited at once; see {state.log(name)}")
+        time.sleep(0.02)
     return pid
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 
 E2E_DIR = Path(__file__).parent / "e2e"
+DATAPLANE_DIR = Path(__file__).parent / "dataplane"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -22,5 +24,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if E2E_DIR in Path(str(item.path)).parents:
+        parents = Path(str(item.path)).parents
+        if E2E_DIR in parents:
             item.add_marker(pytest.mark.e2e)
+        if DATAPLANE_DIR in parents:
+            item.add_marker(pytest.mark.dataplane)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short suffix that keeps this test's object names apart from every other test's."""
+    return uuid.uuid4().hex[:6]

@@ -623,6 +623,12 @@ class Lab:
         """Point the CDN (an L7 proxy adding X-Forwarded-For) at ``address:port``."""
         proxies.run(self.root, "cdn", CDN, proxies.cdn_config(CDN_ADDRESS, address, port))
 
+        def listening() -> bool:
+            with socket.create_connection((CDN_ADDRESS, 80), timeout=1):
+                return True
+
+        _wait("the CDN to listen", lambda: net.call_in(CDN, listening), self.root, timeout=15)
+
     def processes(self) -> Iterator[tuple[str, int | None]]:
         for pid_file in sorted((self.root / "pids").glob("*.pid")):
             yield pid_file.stem, localcluster.process_pid(self.root, pid_file.stem)

@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     except lab.LabError as error:
         print(f"lab: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # a request that got no answer (curl)
+        print(f"lab: {args.url}: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

@@ -10,7 +10,6 @@ start, every e2e test errors: the tier never skips silently.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,12 +53,6 @@ def crd_installed(cluster: Cluster) -> dict[str, Any]:
     ClusterRoles, the operator's RBAC and node policy), without an operator pod."""
     cluster.install_chart()
     return cluster.wait_crd_established(names.CRD_NAME)
-
-
-@pytest.fixture
-def unique() -> str:
-    """A short suffix that keeps this test's object names apart from every other test's."""
-    return uuid.uuid4().hex[:6]
 
 
 @pytest.fixture

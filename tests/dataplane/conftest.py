@@ -1,0 +1,104 @@
+"""Fixtures of the dataplane tier: real nodes, real pods, real packets.
+
+The tier starts the lab (hack/lab: a local control plane, real nodes running
+containerd, kubelet and kube-proxy in network namespaces, a cloud-like load balancer,
+client and CDN namespaces) in a temporary directory, installs the Helm chart, runs the
+operator as a process, and stops everything when the last test of the tier is done.
+
+Where the lab cannot run (not root, no network namespaces) the tier is skipped with
+the reason; under CI (CI=true), which runs as root, it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lab
+from tests.dataplane.traffic import Traffic
+from tests.e2e.cluster import Cluster, Gateways
+from tests.e2e.operator import OperatorProcess
+
+
+def _cannot_run() -> str | None:
+    try:
+        lab.preflight()
+    except lab.LabError as error:
+        return str(error)
+    return None
+
+
+@pytest.fixture(scope="package")
+def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.Lab]:
+    reason = _cannot_run()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the lab must run in CI: {reason}")
+        pytest.skip(f"the dataplane tier needs the lab: {reason}")
+    root = tmp_path_factory.mktemp("lab")
+    try:
+        yield lab.up(root)
+    finally:
+        lab.down(root)
+        assert not root.exists(), f"lab state left in {root}"
+        left = lab.net.namespaces()
+        assert left == [], f"lab namespaces left after lab down: {left}"
+        cgroups = sorted(p.name for p in Path("/sys/fs/cgroup/pids").glob(f"{lab.net.PREFIX}*"))
+        assert cgroups == [], f"lab cgroups left after lab down: {cgroups}"
+
+
+@pytest.fixture(scope="package")
+def cluster(running_lab: lab.Lab) -> Cluster:
+    """The lab's control plane, with the Helm chart installed (no operator pod)."""
+    connected = Cluster.connect(running_lab.kubeconfig, running_lab.cluster_dir)
+    connected.install_chart()
+    connected.wait_crd_established("edgegateways.edgeoperator.dev")
+    return connected
+
+
+@pytest.fixture(scope="package")
+def operator(
+    cluster: Cluster, running_lab: lab.Lab, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(
+        running_lab.operator_kubeconfig,
+        tmp_path_factory.mktemp("operator") / "log",
+        resync_seconds=30,
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def gateways(cluster: Cluster, operator: OperatorProcess) -> Iterator[Gateways]:
+    made = Gateways(cluster)
+    yield made
+    if operator.proc is None:
+        operator.start()
+    made.delete_all()
+
+
+@pytest.fixture
+def traffic(running_lab: lab.Lab, cluster: Cluster, gateways: Gateways) -> Iterator[Traffic]:
+    """Gateways with an Ingress to the echo backend, and requests through them."""
+    made = Traffic(running_lab, cluster, gateways)
+    yield made
+    made.cleanup()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    funcargs = getattr(item, "funcargs", {})
+    process = funcargs.get("operator")
+    if report.failed and isinstance(process, OperatorProcess):
+        report.sections.append(("operator log (tail)", process.tail(80)))
+    running = funcargs.get("running_lab")
+    if report.failed and isinstance(running, lab.Lab):
+        report.sections.append(("load balancer", str(running.load_balancer())))
+    return report

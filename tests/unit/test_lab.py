@@ -1,0 +1,136 @@
+"""The lab's pure parts: image names and archives, topology, load-balancer rules."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+import lab
+from edge_operator.desired.providers import traefik
+from lab import images, lb, proxies
+
+
+@pytest.mark.parametrize(
+    ("name", "stored"),
+    [
+        ("docker.io/traefik:v3.7.13", "docker.io/library/traefik:v3.7.13"),
+        ("traefik:v3.7.13", "docker.io/library/traefik:v3.7.13"),
+        ("traefik", "docker.io/library/traefik:latest"),
+        (
+            "registry.k8s.io/ingress-nginx/controller:v1.15.1",
+            "registry.k8s.io/ingress-nginx/controller:v1.15.1",
+        ),
+        ("edgeoperator.dev/lab/echo:v1", "edgeoperator.dev/lab/echo:v1"),
+        ("localhost:5000/x", "localhost:5000/x:latest"),
+    ],
+)
+def test_image_names_are_normalised_like_containerd_cri(name: str, stored: str) -> None:
+    assert images.normalise(name) == stored
+
+
+def test_the_lab_runs_the_traefik_image_the_operator_renders() -> None:
+    assert lab.traefik_image() == traefik.DEFAULT_IMAGE
+
+
+def test_oci_archive_is_a_valid_single_layer_image(tmp_path: Path) -> None:
+    binary = tmp_path / "tool"
+    binary.write_bytes(b"\x7fELF not really")
+    image = images.Image("docker.io/traefik:v9", binary, ("/traefik",))
+    path = images.archive(image, tmp_path / "cache")
+    assert images.archive(image, tmp_path / "cache") == path  # cached
+
+    with tarfile.open(path) as tar:
+        blobs = {
+            m.name.removeprefix("blobs/sha256/"): tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.name.startswith("blobs/")
+        }
+        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+        assert json.loads(tar.extractfile("oci-layout").read()) == {"imageLayoutVersion": "1.0.0"}  # type: ignore[union-attr]
+    for digest, data in blobs.items():
+        assert hashlib.sha256(data).hexdigest() == digest
+    (entry,) = index["manifests"]
+    assert entry["annotations"]["io.containerd.image.name"] == "docker.io/library/traefik:v9"
+    manifest = json.loads(blobs[entry["digest"].removeprefix("sha256:")])
+    config = json.loads(blobs[manifest["config"]["digest"].removeprefix("sha256:")])
+    assert config["config"]["Entrypoint"] == ["/traefik"]
+    (layer,) = manifest["layers"]
+    assert config["rootfs"]["diff_ids"] == [layer["digest"]]
+    layer_tar = tmp_path / "layer.tar"
+    layer_tar.write_bytes(blobs[layer["digest"].removeprefix("sha256:")])
+    with tarfile.open(layer_tar) as tar:
+        member = tar.getmember("traefik")
+        assert member.mode == 0o755
+        assert tar.extractfile(member).read() == binary.read_bytes()  # type: ignore[union-attr]
+        assert tar.getmember("tmp").isdir()
+
+
+def test_topology_spreads_edges_and_workers_over_zones() -> None:
+    topology = lab.Topology.make(edges=2, workers=2, zones=2, clients=2)
+    assert [(n.name, n.pool, n.zone, n.ip, n.pod_cidr) for n in topology.nodes] == [
+        ("edge-1", "edge", "zone-a", "10.200.0.11", "10.244.1.0/24"),
+        ("edge-2", "edge", "zone-b", "10.200.0.12", "10.244.2.0/24"),
+        ("worker-1", "general", "zone-a", "10.200.0.13", "10.244.3.0/24"),
+        ("worker-2", "general", "zone-b", "10.200.0.14", "10.244.4.0/24"),
+    ]
+    assert [c.ip for c in topology.clients] == ["198.51.100.10", "198.51.100.11"]
+    assert lab.Topology.from_json(json.loads(json.dumps(topology.to_json()))) == topology
+
+
+def _balancer(tmp_path: Path) -> lb.LoadBalancer:
+    balancer = lb.LoadBalancer.__new__(lb.LoadBalancer)
+    balancer.nodes = {"edge-1": "10.200.0.11", "edge-2": "10.200.0.12", "worker-1": "10.200.0.13"}
+    balancer.wanted = {
+        "edge-system/a": lb.Wanted(
+            key="edge-system/a",
+            vip="203.0.113.10",
+            mode="nat",
+            ports=(lb.Port(80, 30080), lb.Port(443, 30443)),
+            check_port=31000,
+            interval=1,
+            threshold=2,
+        ),
+        "edge-system/b": lb.Wanted(
+            "edge-system/b", "203.0.113.11", "proxy-protocol", (lb.Port(80, 30081),), 31001, 5, 3
+        ),
+    }
+    balancer.health = {
+        (key, node): lb.Health(healthy=node.startswith("edge"))
+        for key in balancer.wanted
+        for node in balancer.nodes
+    }
+    return balancer
+
+
+def test_nat_rules_forward_only_to_healthy_nodes_without_snat(tmp_path: Path) -> None:
+    ruleset = _balancer(tmp_path)._nat_ruleset()
+    assert (
+        "ip daddr 203.0.113.10 tcp dport 80 dnat to numgen random mod 2"
+        " map { 0 : 10.200.0.11, 1 : 10.200.0.12 } : 30080"
+    ) in ruleset
+    assert "30443" in ruleset
+    assert "10.200.0.13" not in ruleset
+    assert "203.0.113.11" not in ruleset  # served by HAProxy
+    assert "masquerade" not in ruleset
+    assert "snat" not in ruleset
+
+
+def test_proxy_protocol_mode_checks_nodes_and_sends_proxy_v2(tmp_path: Path) -> None:
+    config = _balancer(tmp_path)._proxy_config()
+    assert "bind 203.0.113.11:80" in config
+    assert "option httpchk GET /healthz" in config
+    assert "check port 31001 inter 5s fall 3 rise 3 send-proxy-v2" in config
+    # HAProxy checks every node itself, workers included: the checks decide.
+    for address in ("10.200.0.11:30081", "10.200.0.12:30081", "10.200.0.13:30081"):
+        assert address in config
+
+
+def test_cdn_appends_the_client_to_x_forwarded_for() -> None:
+    config = proxies.cdn_config("198.18.0.10", "203.0.113.10", 80)
+    assert "option forwardfor" in config
+    assert "bind 198.18.0.10:80" in config
+    assert "server origin 203.0.113.10:80" in config
