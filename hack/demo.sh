@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
-# `make demo`: on the local control plane (already up), install the Helm chart, start
-# the operator in the background with the chart's ServiceAccount, apply
-# examples/basic.yaml, play the cloud's load balancer, and show the result.
-# The operator keeps running; `make cluster-down` stops it with the cluster.
+# `make demo`: start the lab of real nodes (or, where it cannot run, the local control
+# plane with kwok nodes), install the Helm chart, start the operator in the background
+# with the chart's ServiceAccount, apply examples/basic.yaml and show the result. In the
+# lab, finish with a real request from a client namespace through the load balancer and
+# the edge node to the echo backend, which says what client address it saw.
+# The operator keeps running; `make lab-down` (or `make cluster-down`) stops everything.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-dir="${CLUSTER_DIR:-$HOME/.cache/edge-operator/cluster}"
-eval "$(python3 "$repo/hack/localcluster.py" env --dir "$dir")"
+lab_dir="${LAB_DIR:-$HOME/.cache/edge-operator/lab}"
 # The example keeps the default drain timing: pods count as available after 40 s.
-timeout="${DEMO_TIMEOUT:-120s}"
+timeout="${DEMO_TIMEOUT:-180s}"
+
+if reason="$(python3 "$repo/hack/lab" preflight 2>&1)"; then
+  mode=lab
+  python3 "$repo/hack/lab" up --dir "$lab_dir" | tail -n +2
+  dir="$lab_dir/cluster"
+  stop="make lab-down"
+else
+  mode=kwok
+  echo "make demo: no lab of real nodes on this machine (${reason#lab: }); running on kwok nodes instead"
+  dir="${CLUSTER_DIR:-$HOME/.cache/edge-operator/cluster}"
+  python3 "$repo/hack/localcluster.py" up --dir "$dir" >/dev/null
+  stop="make cluster-down"
+fi
+eval "$(python3 "$repo/hack/localcluster.py" env --dir "$dir")"
 
 # Install the chart the way users do, without its operator pod (there is no image
 # registry here): CRD, provider ClusterRoles, the operator's RBAC and node policy.
@@ -17,7 +32,7 @@ helm upgrade --install edge-operator "$repo/deploy/helm/edge-operator" \
 kubectl wait --for=condition=Established crd/edgegateways.edgeoperator.dev --timeout=60s
 
 # The operator runs out of cluster with the chart's ServiceAccount and nothing more (a
-# token from the TokenRequest API), as part of the local cluster: cluster-down stops it.
+# token from the TokenRequest API), as part of the local cluster: stopping it stops this.
 sa_kubeconfig="$dir/kubeconfigs/edge-operator-sa.kubeconfig"
 server="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
 KUBECONFIG="$sa_kubeconfig" kubectl config set-cluster local --server="$server" \
@@ -32,14 +47,20 @@ python3 "$repo/hack/localcluster.py" spawn --dir "$dir" --name edge-operator -- 
   "$repo/.venv/bin/python" -m edge_operator run --kubeconfig "$sa_kubeconfig"
 
 kubectl apply -f "$repo/examples/basic.yaml"
-# No cloud here: once the Service exists, publish an address the way a cloud's
-# load-balancer controller would (192.0.2.0/24 is reserved for documentation).
-for _ in $(seq 60); do
-  kubectl -n edge-system get service public >/dev/null 2>&1 && break
-  sleep 1
-done
-kubectl -n edge-system patch service public --subresource=status --type=merge \
-  -p '{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.10"}]}}}' >/dev/null
+if [ "$mode" = kwok ]; then
+  # No load balancer here: once the Service exists, publish an address the way a
+  # cloud's load-balancer controller would (192.0.2.0/24 is for documentation).
+  for _ in $(seq 60); do
+    kubectl -n edge-system get service public >/dev/null 2>&1 && break
+    sleep 1
+  done
+  kubectl -n edge-system patch service public --subresource=status --type=merge \
+    -p '{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.10"}]}}}' >/dev/null
+else
+  # Route every path of the gateway's IngressClass to the lab's echo backend.
+  kubectl -n lab create ingress echo --class=public --rule='/*=echo:80' \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+fi
 if ! kubectl wait egw/public --for=condition=Ready --timeout="$timeout"; then
   echo "egw/public is not Ready after $timeout; see $dir/logs/edge-operator.log"
 fi
@@ -53,8 +74,26 @@ echo
 kubectl -n edge-system get deployment,pods,service -o wide
 echo
 kubectl describe egw public | sed -n '/^Status:/,$p'
+
+if [ "$mode" = lab ]; then
+  address="$(kubectl -n edge-system get service public -o jsonpath='{.status.loadBalancer.ingress[0].ip}')"
+  echo
+  echo "A request from client-1 (198.51.100.10) to the load balancer at $address:"
+  # The load balancer starts sending to a node after its health checks pass
+  # (3 x 10 s by default), and Traefik loads its routes just after it reports ready.
+  for _ in $(seq 90); do
+    if answer="$(python3 "$repo/hack/lab" curl --dir "$lab_dir" --client client-1 \
+      --url "http://$address/" 2>/dev/null)"; then
+      break
+    fi
+    sleep 1
+  done
+  while IFS= read -r line; do echo "  $line"; done <<<"${answer:-no answer after 90 s; see $lab_dir/logs}"
+  echo
+  python3 "$repo/hack/lab" status --dir "$lab_dir" | tail -n +2
+fi
 cat <<MSG
 
 To use this cluster:  eval "\$(python3 hack/localcluster.py env --dir $dir)"
-To stop everything:   make cluster-down
+To stop everything:   $stop
 MSG

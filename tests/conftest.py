@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 E2E_DIR = Path(__file__).parent / "e2e"
-DATAPLANE_DIR = Path(__file__).parent / "dataplane"
+#: Tiers that need the lab of real nodes (hack/lab).
+DATAPLANE_DIRS = (Path(__file__).parent / "dataplane", Path(__file__).parent / "labtool")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -27,7 +28,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parents = Path(str(item.path)).parents
         if E2E_DIR in parents:
             item.add_marker(pytest.mark.e2e)
-        if DATAPLANE_DIR in parents:
+        if any(d in parents for d in DATAPLANE_DIRS):
             item.add_marker(pytest.mark.dataplane)
 
 

@@ -21,6 +21,7 @@ Stdlib only, like localcluster.py: the lab runs before and beside the project's 
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import json
 import os
@@ -30,7 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,13 @@ PACKAGES = {
 }
 #: Marks this machine's one lab: its state directory. Names and addresses are fixed.
 OWNER_FILE = Path("/run/edge-operator-lab")
+LOCK_FILE = Path("/run/edge-operator-lab.lock")
 CNI_CACHE = Path("/var/lib/cni")
+#: kubelet's device manager listens here whatever its --root-dir (pluginapi.DevicePluginPath).
+KUBELET_DEVICE_PLUGINS = Path("/var/lib/kubelet/device-plugins")
 START_TIMEOUT = 180.0
+#: A unix socket path has at most 107 bytes, and kubelet's deepest is about 55 below root.
+MAX_ROOT = 50
 
 
 class LabError(Exception):
@@ -132,7 +138,8 @@ class Topology:
 # --- binaries and images -------------------------------------------------------------------
 
 
-def _cache() -> Path:
+def cache_dir() -> Path:
+    """Where built tools are kept: $EDGE_OPERATOR_CACHE, else ~/.cache/edge-operator."""
     return Path(os.environ.get("EDGE_OPERATOR_CACHE") or Path.home() / ".cache/edge-operator")
 
 
@@ -191,6 +198,9 @@ def _check_free(root: Path) -> None:
         owner = Path(OWNER_FILE.read_text().strip())
         if owner != root and (owner / "lab.json").exists():
             raise LabError(f"a lab is already up in {owner}; stop it first: make lab-down")
+    link = net.run("ip", "-d", "-o", "link", "show", HOST_LINK, check=False)
+    if link and " veth " not in link:
+        raise LabError(f"a network interface named {HOST_LINK} exists and is not the lab's")
     routes = net.run("ip", "-4", "route", "show")
     for prefix in ("10.200.0.", "10.201.0.", "10.244."):
         if prefix in routes and HOST_LINK not in routes:
@@ -267,10 +277,26 @@ def _start(root: Path, name: str, argv: list[str]) -> int:
         raise LabError(str(error)) from error
 
 
+def _exited(root: Path, name: str) -> bool:
+    """Whether the lab's process ``name`` has exited.
+
+    A node's daemon is started through two execs (sh, nsenter), and during an exec its
+    command line reads empty: only a process unrecognisable three times is gone.
+    """
+    for _ in range(3):
+        if localcluster.process_pid(root, name) is not None:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _wait(
     what: str, ready: Callable[[], object], root: Path, timeout: float = START_TIMEOUT
 ) -> None:
-    """Poll ready() until it is true; errors of an API not (yet) answering count as false."""
+    """Poll ready() until it is true; errors of an API not (yet) answering count as false.
+
+    Fails at once, naming it and quoting its log, when a process of the lab has died.
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -278,6 +304,13 @@ def _wait(
                 return
         except (OSError, http.client.HTTPException, KeyError, ValueError):
             pass
+        for pid_file in sorted((root / "pids").glob("*.pid")):
+            if _exited(root, pid_file.stem):
+                log = localcluster.log_path(root, pid_file.stem)
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+                raise LabError(
+                    f"{pid_file.stem} exited while waiting for {what}; end of {log}:\n{tail}"
+                )
         if time.monotonic() > deadline:
             raise LabError(f"timed out waiting for {what}; see the logs in {root / 'logs'}")
         time.sleep(0.2)
@@ -318,6 +351,7 @@ def _start_node(
             f"--config={paths.kubelet_config}",
             f"--kubeconfig={paths.kubelet_kubeconfig}",
             f"--root-dir={paths.kubelet_root}",
+            f"--cert-dir={paths.dir / 'pki'}",
             f"--node-ip={node.ip}",
             f"--hostname-override={node.name}",
             f"--node-labels=nodepool={node.pool},topology.kubernetes.io/zone={node.zone}",
@@ -424,30 +458,40 @@ def _echo_ready(api: localcluster.Api, topology: Topology) -> bool:
 
 
 def default_dir() -> Path:
-    return Path(os.environ.get("EDGE_OPERATOR_LAB_DIR") or _cache() / "lab")
+    return Path(os.environ.get("EDGE_OPERATOR_LAB_DIR") or cache_dir() / "lab")
 
 
 def up(root: Path, edges: int = 2, workers: int = 2, zones: int = 2, clients: int = 2) -> Lab:
-    """Start the lab in root (stopping whatever an earlier lab left there first)."""
+    """Start the lab in root and return it; a healthy lab of the same shape is kept as
+    it is, anything else found there is stopped and removed first."""
     root = root.expanduser().resolve()
     if edges < 1 or workers < 0 or not 1 <= zones <= 26 or edges + workers > 200:
         raise LabError(f"need edges >= 1, workers >= 0, 1 <= zones <= 26: {edges=} {workers=}")
+    if len(str(root)) > MAX_ROOT:
+        raise LabError(
+            f"{root} is too long for the unix sockets below it; use a --dir of at most"
+            f" {MAX_ROOT} characters"
+        )
     preflight()
-    _check_free(root)
-    down(root)
-    root.mkdir(parents=True, mode=0o700)
-    OWNER_FILE.write_text(f"{root}\n")
-    try:
-        return _up(root, Topology.make(edges, workers, zones, clients))
-    except BaseException:
-        with suppress(LabError):
-            down(root)
-        raise
+    topology = Topology.make(edges, workers, zones, clients)
+    with _machine_lock():
+        if _healthy(root, topology):
+            return Lab(root, topology)
+        _check_free(root)
+        _down(root)
+        root.mkdir(parents=True, mode=0o700)
+        OWNER_FILE.write_text(f"{root}\n")
+        try:
+            return _up(root, topology)
+        except BaseException:
+            with suppress(LabError):
+                _down(root)
+            raise
 
 
 def _up(root: Path, topology: Topology) -> Lab:
     bins = build()
-    archives = [images.archive(image, _cache() / "lab-images") for image in _images(bins)]
+    archives = [images.archive(image, cache_dir() / "lab-images") for image in _images(bins)]
     cluster_dir = root / "cluster"
     try:
         localcluster.up(cluster_dir, nodes=0)
@@ -486,9 +530,32 @@ def _mounts_under(root: Path) -> list[str]:
     return sorted(found, key=lambda p: -p.count("/"))
 
 
+def _healthy(root: Path, topology: Topology) -> bool:
+    """A lab of this topology runs in root with every process alive and its nodes Ready."""
+    try:
+        running = Lab.load(root)
+        alive = all(pid is not None for _, pid in running.processes())
+        api = localcluster.api(running.cluster_dir)
+        return running.topology == topology and alive and _nodes_ready(api, topology)
+    except (LabError, OSError, http.client.HTTPException, KeyError, ValueError):
+        return False
+
+
+@contextmanager
+def _machine_lock() -> Iterator[None]:
+    """One lab up or down at a time on this machine: names and addresses are fixed."""
+    with LOCK_FILE.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def down(root: Path) -> None:
     """Stop the lab in root and remove everything it made; safe to run at any time."""
-    root = root.expanduser().resolve()
+    with _machine_lock():
+        _down(root.expanduser().resolve())
+
+
+def _down(root: Path) -> None:
     owner = None
     with suppress(OSError):
         owner = Path(OWNER_FILE.read_text().strip())
@@ -514,10 +581,21 @@ def down(root: Path) -> None:
         subprocess.run(["umount", "-l", point], capture_output=True, check=False)
     for name in net.namespaces():
         net.delete_namespace(name)
-    net.run("ip", "link", "delete", HOST_LINK, check=False)
+    if " veth " in net.run("ip", "-d", "-o", "link", "show", HOST_LINK, check=False):
+        net.run("ip", "link", "delete", HOST_LINK)
     # libcni caches each pod's result by network name, and each node's network is eo-<node>.
     for cached in CNI_CACHE.glob(f"*/{net.PREFIX}*"):
         cached.unlink(missing_ok=True)
+    # Every kubelet registers its device-plugin socket at a fixed path.
+    (KUBELET_DEVICE_PLUGINS / "kubelet.sock").unlink(missing_ok=True)
+    for directory in (
+        *CNI_CACHE.glob("*"),
+        CNI_CACHE,
+        KUBELET_DEVICE_PLUGINS,
+        KUBELET_DEVICE_PLUGINS.parent,
+    ):
+        with suppress(OSError):  # only when empty: another runtime may use it
+            directory.rmdir()
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
         for cgroup in hierarchy.glob(f"{net.PREFIX}*") if hierarchy.is_dir() else []:
             nodes.remove_cgroups(cgroup.name)

@@ -24,6 +24,7 @@ from lab import net
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SHIM_SOCKETS = Path("/run/containerd/s")
+CNI_RESULTS = Path("/var/lib/cni/results")
 #: Where each node reaches the API server: an address on the node's own loopback,
 #: where socat forwards to the host's API socket (the API server listens on 127.0.0.1).
 API_ADDRESS = "10.255.255.1"
@@ -281,28 +282,30 @@ def cgroup_pids(node: Node) -> set[int]:
     return pids
 
 
-def _shim_socket(pid: int) -> Path | None:
-    """The socket a containerd shim listens on, computed as containerd 1.6 does
-    (runtime/v2/shim/util_unix.go SocketAddress): /run/containerd/s/ followed by the
-    sha256 of "<containerd address>/<namespace>/<id>". A killed shim leaves it behind."""
+def _shim_files(pid: int) -> list[Path]:
+    """What a containerd shim's pod leaves outside the node's directory when killed:
+    the shim's socket, computed as containerd 1.6 does (runtime/v2/shim/util_unix.go
+    SocketAddress: /run/containerd/s/ and the sha256 of "<address>/<namespace>/<id>"),
+    and libcni's cached results for the sandbox (named after the network and its id)."""
     try:
         argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
     except OSError:
-        return None
+        return []
     if not Path(argv[0]).name.startswith("containerd-shim"):
-        return None
+        return []
     flags = dict(zip(argv[1::2], argv[2::2], strict=False))
     if not {"-namespace", "-id", "-address"} <= flags.keys():
-        return None
+        return []
     key = os.path.join(flags["-address"], flags["-namespace"], flags["-id"])
-    return SHIM_SOCKETS / hashlib.sha256(key.encode()).hexdigest()
+    socket = SHIM_SOCKETS / hashlib.sha256(key.encode()).hexdigest()
+    return [socket, *CNI_RESULTS.glob(f"*-{flags['-id']}-*")]
 
 
 def kill_all(node: Node, timeout: float = 15.0) -> None:
     """SIGKILL every process of the node (daemons, shims, pods) until none is left,
-    then remove the sockets of its containerd shims."""
+    then remove what its containerd shims leave outside the node's directory."""
     deadline = time.monotonic() + timeout
-    sockets = {s for pid in cgroup_pids(node) if (s := _shim_socket(pid)) is not None}
+    leftovers = {path for pid in cgroup_pids(node) for path in _shim_files(pid)}
     while pids := cgroup_pids(node):
         for pid in pids:
             with suppress(ProcessLookupError):
@@ -310,8 +313,8 @@ def kill_all(node: Node, timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise net.NetError(f"processes of node {node.name} survive SIGKILL: {sorted(pids)}")
         time.sleep(0.1)
-    for socket in sockets:
-        socket.unlink(missing_ok=True)
+    for path in leftovers:
+        path.unlink(missing_ok=True)
     for directory in (SHIM_SOCKETS, SHIM_SOCKETS.parent):
         with suppress(OSError):  # only when empty: other containerds may use it
             directory.rmdir()

@@ -11,7 +11,6 @@ the reason; under CI (CI=true), which runs as root, it fails instead.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,26 +18,15 @@ from typing import Any
 import pytest
 
 import lab
+from tests.dataplane.machine import require_lab
 from tests.dataplane.traffic import Traffic
 from tests.e2e.cluster import Cluster, Gateways
 from tests.e2e.operator import OperatorProcess
 
 
-def _cannot_run() -> str | None:
-    try:
-        lab.preflight()
-    except lab.LabError as error:
-        return str(error)
-    return None
-
-
 @pytest.fixture(scope="package")
 def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.Lab]:
-    reason = _cannot_run()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the lab must run in CI: {reason}")
-        pytest.skip(f"the dataplane tier needs the lab: {reason}")
+    require_lab()
     root = tmp_path_factory.mktemp("lab")
     try:
         yield lab.up(root)

@@ -1,0 +1,19 @@
+"""Whether this machine can run the lab, for the tiers that need it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import lab
+
+
+def require_lab() -> None:
+    """Skip (saying why) where the lab cannot run; under CI, which runs as root, fail."""
+    try:
+        lab.preflight()
+    except lab.LabError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the lab must run in CI: {error}")
+        pytest.skip(f"needs the lab of real nodes: {error}")
