@@ -76,24 +76,34 @@ echo
 kubectl describe egw public | sed -n '/^Status:/,$p'
 
 if [ "$mode" = lab ]; then
+  echo
+  python3 "$repo/hack/lab" status --dir "$lab_dir" | tail -n +2
   address="$(kubectl -n edge-system get service public -o jsonpath='{.status.loadBalancer.ingress[0].ip}')"
   echo
   echo "A request from client-1 (198.51.100.10) to the load balancer at $address:"
   # The load balancer starts sending to a node after its health checks pass
   # (3 x 10 s by default), and Traefik loads its routes just after it reports ready.
+  answer=""
   for _ in $(seq 90); do
-    if answer="$(python3 "$repo/hack/lab" curl --dir "$lab_dir" --client client-1 \
+    if reply="$(python3 "$repo/hack/lab" curl --dir "$lab_dir" --client client-1 \
       --url "http://$address/" 2>/dev/null)"; then
+      answer="$reply"
       break
     fi
     sleep 1
   done
   while IFS= read -r line; do echo "  $line"; done <<<"${answer:-no answer after 90 s; see $lab_dir/logs}"
-  echo
-  python3 "$repo/hack/lab" status --dir "$lab_dir" | tail -n +2
 fi
 cat <<MSG
 
 To use this cluster:  eval "\$(python3 hack/localcluster.py env --dir $dir)"
 To stop everything:   $stop
 MSG
+if [ "$mode" = lab ]; then
+  echo "Send your own:       python3 hack/lab curl --client client-2 --url http://$address/"
+  # The last line: what the backend saw of the demo's request.
+  if [ -z "${answer:-}" ]; then
+    exit 1
+  fi
+  echo "${answer%%$'\n'*}"
+fi

@@ -193,11 +193,22 @@ def preflight() -> None:
         raise LabError(f"cannot create network namespaces: {probe.stderr.strip()}")
 
 
-def _check_free(root: Path) -> None:
+def owner() -> Path | None:
+    """The state directory of the lab up on this machine, if one is."""
     with suppress(OSError):
-        owner = Path(OWNER_FILE.read_text().strip())
-        if owner != root and (owner / "lab.json").exists():
-            raise LabError(f"a lab is already up in {owner}; stop it first: make lab-down")
+        root = Path(OWNER_FILE.read_text().strip())
+        if (root / "lab.json").exists():
+            return root
+    return None
+
+
+def _check_free(root: Path) -> None:
+    running = owner()
+    if running is not None and running != root:
+        raise LabError(
+            f"a lab is already up in {running}; this machine runs one at a time:"
+            f" stop it first (python3 hack/lab down --dir {running})"
+        )
     link = net.run("ip", "-d", "-o", "link", "show", HOST_LINK, check=False)
     if link and " veth " not in link:
         raise LabError(f"a network interface named {HOST_LINK} exists and is not the lab's")
@@ -706,6 +717,30 @@ class Lab:
                 return True
 
         _wait("the CDN to listen", lambda: net.call_in(CDN, listening), self.root, timeout=15)
+
+    def memory(self) -> dict[str, int]:
+        """Resident memory in bytes: of each node (its daemons and pods), of the
+        control plane (with the operator when `make demo` runs it) and of the rest."""
+
+        def rss(pids: set[int]) -> int:
+            total = 0
+            for pid in pids:
+                with suppress(OSError, ValueError, IndexError):
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    total += int(status.split("VmRSS:")[1].split()[0]) * 1024
+            return total
+
+        def started(directory: Path) -> set[int]:
+            pids = (
+                localcluster.process_pid(directory, p.stem) for p in directory.glob("pids/*.pid")
+            )
+            return {pid for pid in pids if pid is not None}
+
+        used = {node.name: rss(nodes.cgroup_pids(node)) for node in self.topology.nodes}
+        used["control plane"] = rss(started(self.cluster_dir))
+        node_daemons = {pid for node in self.topology.nodes for pid in nodes.cgroup_pids(node)}
+        used["load balancer, CDN, API socket"] = rss(started(self.root) - node_daemons)
+        return used
 
     def processes(self) -> Iterator[tuple[str, int | None]]:
         for pid_file in sorted((self.root / "pids").glob("*.pid")):

@@ -22,6 +22,9 @@ def _status(root: Path) -> None:
     dead = [name for name, pid in running.processes() if pid is None]
     print(f"  processes: {sum(1 for _ in running.processes()) - len(dead)} running", end="")
     print(f", not running: {', '.join(dead)}" if dead else "")
+    memory = running.memory()
+    shown = ", ".join(f"{name} {size >> 20}" for name, size in memory.items())
+    print(f"  memory (RSS, MiB): {sum(memory.values()) >> 20} in all: {shown}")
     for key, svc in running.load_balancer().items():
         health = ", ".join(
             f"{n}={'up' if h['healthy'] else 'down'}" for n, h in svc["nodes"].items()
