@@ -9,8 +9,9 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 CLUSTER_DIR ?= $(HOME)/.cache/edge-operator/cluster
 KUBECONFIG_LOCAL := $(CLUSTER_DIR)/kubeconfig
+LAB_DIR ?= $(HOME)/.cache/edge-operator/lab
 
-.PHONY: help install tools test unit e2e lint generate crds run cluster-up cluster-down demo e2e-kind clean
+.PHONY: help install tools lab-tools test unit e2e dataplane lint generate crds run cluster-up cluster-down lab-up lab-down demo e2e-kind clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -26,7 +27,10 @@ install: $(STAMP) ## virtualenv in .venv with the package (editable) and dev too
 tools: ## etcd, kube-apiserver/controller-manager/scheduler, kubectl and kwok, built once into ~/.cache/edge-operator
 	hack/build-k8s.sh >/dev/null
 
-test: install tools ## unit and end-to-end tests (e2e on a fresh local control plane, or PYTEST_ARGS=--kubeconfig=PATH)
+lab-tools: tools ## what the lab runs (as root): Debian packages, kubelet, kube-proxy, Traefik, echo; skipped where the lab cannot run
+	$(PYTHON) hack/lab build --if-possible
+
+test: install tools lab-tools ## unit, end-to-end and dataplane tests (e2e on a fresh local control plane; dataplane in a fresh lab)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: install tools ## unit tests only (no cluster; the chart tests use helm and checkov from `make tools`)
@@ -34,6 +38,9 @@ unit: install tools ## unit tests only (no cluster; the chart tests use helm and
 
 e2e: install tools ## end-to-end tests only
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+dataplane: install lab-tools ## dataplane tests only: real nodes, pods and packets (root)
+	$(BIN)/pytest tests/dataplane $(PYTEST_ARGS)
 
 lint: install ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check src tests hack
@@ -62,8 +69,14 @@ cluster-up: tools ## start the local control plane with kwok nodes (idempotent)
 cluster-down: ## stop the local control plane and remove its state
 	$(PYTHON) hack/localcluster.py down --dir $(CLUSTER_DIR)
 
-demo: install cluster-up ## local cluster + CRD + operator + examples/basic.yaml, then show the result
-	KUBECONFIG=$(KUBECONFIG_LOCAL) hack/demo.sh
+lab-up: tools ## (root) the lab: control plane, real nodes, load balancer, clients, CDN (restarts it if up)
+	$(PYTHON) hack/lab up --dir $(LAB_DIR)
+
+lab-down: ## stop the lab and remove everything it made (namespaces, mounts, cgroups, state)
+	$(PYTHON) hack/lab down --dir $(LAB_DIR)
+
+demo: install tools ## the lab (or kwok nodes where it cannot run) + chart + operator + examples/basic.yaml + a real request
+	CLUSTER_DIR=$(CLUSTER_DIR) LAB_DIR=$(LAB_DIR) hack/demo.sh
 
 e2e-kind: install ## the e2e suite on a kind cluster (needs Docker; cannot run on machines without it)
 	hack/e2e-kind.sh

@@ -544,16 +544,20 @@ def _ensure_nodes(state: _State, count: int, zones: int, deadline: float) -> Non
             raise ClusterError(f"creating node {name}: {error}") from error
 
     def all_ready() -> bool:
-        nodes = json.loads(api.call("GET", "/api/v1/nodes?labelSelector=type%3Dkwok"))["items"]
-        ready = {
-            node["metadata"]["name"]
-            for node in nodes
-            for cond in node.get("status", {}).get("conditions", [])
-            if cond["type"] == "Ready" and cond["status"] == "True"
-        }
-        return ready.issuperset(names)
+        return ready_nodes(api, "type%3Dkwok").issuperset(names)
 
     _wait_for(state, "the kwok Nodes to be Ready", lambda: _succeeds(all_ready), deadline)
+
+
+def ready_nodes(api: Api, selector: str = "") -> set[str]:
+    """Names of the Nodes (matching the URL-encoded label selector) that are Ready."""
+    nodes = json.loads(api.call("GET", f"/api/v1/nodes?labelSelector={selector}"))["items"]
+    return {
+        node["metadata"]["name"]
+        for node in nodes
+        for cond in node.get("status", {}).get("conditions", [])
+        if cond["type"] == "Ready" and cond["status"] == "True"
+    }
 
 
 def _healthy(state: _State) -> bool:

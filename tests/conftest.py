@@ -1,11 +1,15 @@
-"""Test-suite options shared by both tiers."""
+"""Test-suite options and fixtures shared by every tier."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.cluster import Cluster, Gateways
+from tests.e2e.operator import OperatorProcess
 
 E2E_DIR = Path(__file__).parent / "e2e"
 #: Tiers that need the lab of real nodes (hack/lab).
@@ -36,3 +40,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def unique() -> str:
     """A short suffix that keeps this test's object names apart from every other test's."""
     return uuid.uuid4().hex[:6]
+
+
+@pytest.fixture
+def gateways(cluster: Cluster, operator: OperatorProcess) -> Iterator[Gateways]:
+    """Create EdgeGateways for this test; they are deleted (nodes restored) when it ends.
+
+    ``cluster`` and ``operator`` are the tier's own (tests/e2e or tests/dataplane)."""
+    made = Gateways(cluster)
+    yield made
+    if operator.proc is None:
+        operator.start()
+    made.delete_all()

@@ -450,14 +450,7 @@ def _echo_backend(root: Path, api: localcluster.Api, topology: Topology) -> None
 
 
 def _nodes_ready(api: localcluster.Api, topology: Topology) -> bool:
-    items = json.loads(api.call("GET", "/api/v1/nodes"))["items"]
-    ready = {
-        n["metadata"]["name"]
-        for n in items
-        for c in n.get("status", {}).get("conditions", [])
-        if c["type"] == "Ready" and c["status"] == "True"
-    }
-    return ready.issuperset(n.name for n in topology.nodes)
+    return localcluster.ready_nodes(api).issuperset(n.name for n in topology.nodes)
 
 
 def _echo_ready(api: localcluster.Api, topology: Topology) -> bool:

@@ -63,15 +63,6 @@ def operator(
 
 
 @pytest.fixture
-def gateways(cluster: Cluster, operator: OperatorProcess) -> Iterator[Gateways]:
-    made = Gateways(cluster)
-    yield made
-    if operator.proc is None:
-        operator.start()
-    made.delete_all()
-
-
-@pytest.fixture
 def traffic(running_lab: lab.Lab, cluster: Cluster, gateways: Gateways) -> Iterator[Traffic]:
     """Gateways with an Ingress to the echo backend, and requests through them."""
     made = Traffic(running_lab, cluster, gateways)

@@ -18,7 +18,7 @@ import pytest
 
 import localcluster
 from edge_operator import names
-from tests.e2e.cluster import Cluster, Gateways, ignore_not_found, wait_for
+from tests.e2e.cluster import Cluster, ignore_not_found, wait_for
 from tests.e2e.operator import OperatorProcess
 
 
@@ -102,16 +102,6 @@ def operator(
     process.start()
     yield process
     process.stop()
-
-
-@pytest.fixture
-def gateways(cluster: Cluster, operator: OperatorProcess) -> Iterator[Gateways]:
-    """Create EdgeGateways for this test; they are deleted (nodes restored) when it ends."""
-    made = Gateways(cluster)
-    yield made
-    if operator.proc is None:
-        operator.start()
-    made.delete_all()
 
 
 @pytest.hookimpl(wrapper=True)
