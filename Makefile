@@ -42,10 +42,12 @@ e2e: install tools ## end-to-end tests only
 dataplane: install lab-tools ## dataplane tests only: real nodes, pods and packets (root)
 	$(BIN)/pytest tests/dataplane $(PYTEST_ARGS)
 
-lint: install ## ruff (lint + format check) and mypy --strict
+lint: install ## ruff (lint + format check), mypy --strict, and gofmt/go vet of the lab's Go programs
 	$(BIN)/ruff check src tests hack
 	$(BIN)/ruff format --check src tests hack
 	$(BIN)/mypy --strict src tests hack
+	test -z "$$(gofmt -l hack/lab)" || { gofmt -l hack/lab; exit 1; }
+	cd hack/lab && go vet ./...
 
 CHART := deploy/helm/edge-operator
 
