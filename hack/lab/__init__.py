@@ -194,10 +194,14 @@ def preflight() -> None:
 
 
 def owner() -> Path | None:
-    """The state directory of the lab up on this machine, if one is."""
+    """The state directory of the lab up on this machine, if one is.
+
+    A lab whose processes were all ended (a machine handed on, a killed session) is
+    not up: the next `lab up` removes what is left of it.
+    """
     with suppress(OSError):
         root = Path(OWNER_FILE.read_text().strip())
-        if (root / "lab.json").exists():
+        if (root / "lab.json").exists() and localcluster.process_pid(root, "api-socket"):
             return root
     return None
 
@@ -482,6 +486,11 @@ def up(root: Path, edges: int = 2, workers: int = 2, zones: int = 2, clients: in
         if _healthy(root, topology):
             return Lab(root, topology)
         _check_free(root)
+        with suppress(OSError):
+            # What a lab elsewhere left when its processes were ended (a killed session).
+            recorded = Path(OWNER_FILE.read_text().strip())
+            if recorded != root and (recorded / "lab.json").exists():
+                _down(recorded)
         _down(root)
         root.mkdir(parents=True, mode=0o700)
         OWNER_FILE.write_text(f"{root}\n")
@@ -560,11 +569,9 @@ def down(root: Path) -> None:
 
 
 def _down(root: Path) -> None:
-    owner = None
-    with suppress(OSError):
-        owner = Path(OWNER_FILE.read_text().strip())
-    if owner is not None and owner != root and (owner / "lab.json").exists():
-        raise LabError(f"the lab on this machine belongs to {owner}, not {root}")
+    running = owner()
+    if running is not None and running != root:
+        raise LabError(f"the lab on this machine belongs to {running}, not {root}")
 
     # The load balancer and proxies first, then everything each node runs (its cgroup).
     pid_dir = root / "pids"
@@ -605,8 +612,8 @@ def _down(root: Path) -> None:
             nodes.remove_cgroups(cgroup.name)
     if root.exists():
         shutil.rmtree(root)
-    if owner == root:
-        OWNER_FILE.unlink(missing_ok=True)
+    # Ours, or left by a lab whose processes are gone: either way no lab is up now.
+    OWNER_FILE.unlink(missing_ok=True)
 
 
 def http_get(
