@@ -68,6 +68,7 @@ class Traffic:
         name: str,
         client_ip: dict[str, Any] | None = None,
         service: dict[str, Any] | None = None,
+        rollout: dict[str, Any] | None = None,
     ) -> Gateway:
         """Create a gateway on the lab's edge candidates and wait until it serves.
 
@@ -77,7 +78,7 @@ class Traffic:
         """
         spec: dict[str, Any] = {
             "nodes": {"selector": {"matchLabels": {"nodepool": "edge"}}},
-            "rollout": {"loadBalancerHealthCheck": FAST_CHECK},
+            "rollout": rollout or {"loadBalancerHealthCheck": FAST_CHECK},
         }
         if client_ip:
             spec["clientIP"] = client_ip
