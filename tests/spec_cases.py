@@ -157,6 +157,8 @@ VALID: list[Case] = [
     ),
     Case("cluster-policy", merged({"service": {"externalTrafficPolicy": "Cluster"}})),
     Case("mesh", merged({"mesh": {"provider": "Linkerd"}})),
+    Case("shutdown-grace-bounds", merged({"rollout": {"shutdownGraceSeconds": 10}})),
+    Case("shutdown-grace-hour", merged({"rollout": {"shutdownGraceSeconds": 3600}})),
 ]
 
 INVALID: list[Case] = [
@@ -268,6 +270,18 @@ INVALID: list[Case] = [
         "health-interval-zero",
         {"rollout": {"loadBalancerHealthCheck": {"intervalSeconds": 0}}},
         "greater than or equal to 1",
+    ),
+    invalid(
+        "shutdown-grace-too-short",
+        {"rollout": {"shutdownGraceSeconds": 9}},
+        model="greater than or equal to 10",
+        server="spec.rollout.shutdownGraceSeconds in body should be greater than or equal to 10",
+    ),
+    invalid(
+        "shutdown-grace-too-long",
+        {"rollout": {"shutdownGraceSeconds": 3601}},
+        model="less than or equal to 3600",
+        server="spec.rollout.shutdownGraceSeconds in body should be less than or equal to 3600",
     ),
     invalid(
         "unknown-field",

@@ -52,6 +52,14 @@ QUANTITY = (
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 MAX_QUALIFIED_NAME = 317  # 253 (DNS prefix) + "/" + 63 (name)
+#: Of rollout.shutdownGraceSeconds, the seconds a controller keeps for itself: once its
+#: connection timeout has passed it still closes what is left and exits, and must be
+#: gone before the kubelet's SIGKILL.
+SHUTDOWN_EXIT_SECONDS = 5
+#: Bounds of rollout.shutdownGraceSeconds: at least 5 s for connections; an hour is
+#: already longer than most node drains are willing to wait.
+SHUTDOWN_GRACE_MIN_SECONDS = 10
+SHUTDOWN_GRACE_MAX_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -421,11 +429,24 @@ class ClientIP(Model):
     mode: Literal["Direct", "XForwardedFor", "ProxyProtocol"] = Field(
         default="Direct",
         description=(
-            "Direct: the peer address is the client (needs externalTrafficPolicy Local);"
-            " X-Forwarded-For sent by clients is not trusted and is replaced."
-            " XForwardedFor: trust incoming X-Forwarded-For only from trustedCIDRs (a CDN or"
-            " L7 load balancer). ProxyProtocol: the load balancer speaks PROXY protocol;"
-            " accepted only from trustedCIDRs."
+            "Direct: the peer address is the client (needs externalTrafficPolicy Local); no"
+            " forwarded header is trusted: X-Forwarded-For and X-Real-IP become the peer,"
+            " X-Forwarded-Proto/-Host/-Port come from the connection."
+            " XForwardedFor: the client address is taken from X-Forwarded-For only when the"
+            " peer is in trustedCIDRs (a CDN or L7 load balancer). Traefik keeps"
+            " X-Forwarded-Proto/-Host/-Port from those peers too; ingress-nginx cannot"
+            " limit those three to trustedCIDRs, so it trusts them from no peer and sets"
+            " them from the connection (behind a CDN that terminates TLS, backends see the"
+            " scheme of the CDN's connection to the gateway)."
+            " ProxyProtocol: the load balancer speaks PROXY protocol; the address in the"
+            " header is believed only from trustedCIDRs. ingress-nginx then needs the header"
+            " on every connection: an in-cluster client that connects to the load"
+            " balancer's address is sent straight to the pods by kube-proxy, without the"
+            " header, and fails, unless the platform sets the Service's"
+            " status.loadBalancer.ingress[].ipMode to Proxy (KEP-1860; e.g."
+            " Hetzner Cloud with PROXY protocol on, Oracle OKE by annotation), which sends"
+            " such traffic through the load balancer. Traefik accepts connections without"
+            " the header. The README lists every header each provider trusts."
         ),
     )
     trusted_cidrs: list[Cidr] = Field(
@@ -460,7 +481,7 @@ class LoadBalancerHealthCheck(Model):
 
 
 class Rollout(Model):
-    """Drain timing, derived from the load balancer's health check."""
+    """Drain and shutdown timing of the controller pods."""
 
     load_balancer_health_check: LoadBalancerHealthCheck = section(
         LoadBalancerHealthCheck,
@@ -469,6 +490,27 @@ class Rollout(Model):
         " load balancer needs to notice a node's change of health, so no node drops"
         " traffic during a rollout.",
     )
+    shutdown_grace_seconds: int = Field(
+        default=60,
+        ge=SHUTDOWN_GRACE_MIN_SECONDS,
+        le=SHUTDOWN_GRACE_MAX_SECONDS,
+        description=(
+            "Seconds a controller pod gets, after its preStop delay, to finish the requests"
+            " and connections it has open (long downloads, WebSockets) before it is killed;"
+            " it accepts no new connections in that time. The pods'"
+            " terminationGracePeriodSeconds is the preStop delay plus this. Both providers"
+            f" give open connections this much less {SHUTDOWN_EXIT_SECONDS} s, which they"
+            " keep to exit: Traefik as every entry point's transport.lifeCycle.graceTimeOut,"
+            " ingress-nginx as worker-shutdown-timeout, which also bounds how long"
+            f" connections outlive each nginx reload. {SHUTDOWN_GRACE_MIN_SECONDS} to"
+            f" {SHUTDOWN_GRACE_MAX_SECONDS}."
+        ),
+    )
+
+    @property
+    def connection_grace_seconds(self) -> int:
+        """Seconds open connections get after SIGTERM, the same for every provider."""
+        return self.shutdown_grace_seconds - SHUTDOWN_EXIT_SECONDS
 
 
 class Mesh(Model):

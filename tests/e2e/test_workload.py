@@ -344,7 +344,7 @@ def test_ingress_nginx_gateway_deleted_removes_every_owned_object(
     wait_available(cluster, name, 2)
     config = cluster.core.read_namespaced_config_map(name, NS).data
     assert config["proxy-real-ip-cidr"] == "198.51.100.0/24"
-    assert config["use-forwarded-headers"] == "true"
+    assert (config["enable-real-ip"], config["use-forwarded-headers"]) == ("true", "false")
     present = owned_objects(cluster, name)
     assert {p.split()[0] for p in present} == {kind for kind, _, _ in OWNED}
 
@@ -354,6 +354,53 @@ def test_ingress_nginx_gateway_deleted_removes_every_owned_object(
         labels = cluster.node(node)["metadata"].get("labels") or {}
         assert names.GATEWAY_LABEL not in labels
         assert names.DEFAULT_ROLE_LABEL not in labels
+
+
+def test_ingress_nginx_rollout_keeps_ingress_status_and_the_shutdown_budget(
+    cluster: Cluster, gateways: Gateways, make_node: MakeNode, unique: str
+) -> None:
+    """A new shutdown grace rolls the pods (it is in the pod template); every pod of
+    the new revision still tells ingress-nginx to leave Ingress status alone when it
+    stops, and may take the drain plus the new grace to stop."""
+    edge, _ = edge_pool(make_node, unique, count=2)
+    name = f"wl-{unique}"
+    drain = 2  # FAST_ROLLOUT: 1 s x (1 + 1)
+    gateways.create(
+        name,
+        spec_for(
+            unique,
+            controller={"provider": "ingress-nginx"},
+            rollout={**FAST_ROLLOUT, "shutdownGraceSeconds": 15},
+        ),
+    )
+    before = wait_available(cluster, name, 2)["spec"]["template"]["metadata"]["labels"][
+        names.TEMPLATE_HASH_LABEL
+    ]
+    assert cluster.core.read_namespaced_config_map(name, NS).data["worker-shutdown-timeout"] == (
+        "10s"
+    )
+
+    gateways.patch(name, {"spec": {"rollout": {"shutdownGraceSeconds": 40}}})
+
+    def rolled_out() -> list[dict[str, Any]] | None:
+        pods = [p for p in controller_pods(cluster, name) if ready(p)]
+        revisions = {p["metadata"]["labels"][names.TEMPLATE_HASH_LABEL] for p in pods}
+        on_nodes = count_ready_by_node(pods)
+        return pods if before not in revisions and on_nodes == dict.fromkeys(edge, 1) else None
+
+    pods = wait_for(rolled_out, "one ready pod of the new revision on each edge node", 120)
+    deploy = wait_available(cluster, name, 2)
+    assert deploy["spec"]["template"]["metadata"]["labels"][names.TEMPLATE_HASH_LABEL] != before
+    for pod in pods:
+        args = pod["spec"]["containers"][0]["args"]
+        assert [a for a in args if a.startswith("--update-status-on-shutdown")] == [
+            "--update-status-on-shutdown=false"
+        ], pod["metadata"]["name"]
+        assert pod["spec"]["terminationGracePeriodSeconds"] == drain + 40
+        assert pod["spec"]["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == drain
+    config = cluster.core.read_namespaced_config_map(name, NS).data
+    assert config["worker-shutdown-timeout"] == "35s"
+    assert config["use-forwarded-headers"] == "false"
 
 
 def operator_writes(audit_log: Any, start: int, user: str | None = None) -> list[str]:

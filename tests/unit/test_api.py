@@ -36,6 +36,8 @@ def test_defaults_fill_every_section() -> None:
     assert spec.client_ip.trusted_cidrs == []
     hc = spec.rollout.load_balancer_health_check
     assert (hc.interval_seconds, hc.unhealthy_threshold) == (10, 3)
+    assert spec.rollout.shutdown_grace_seconds == 60
+    assert spec.rollout.connection_grace_seconds == 55
     assert spec.mesh.provider == "None"
     assert spec.paused is False
 
@@ -55,7 +57,7 @@ def test_wire_names_round_trip() -> None:
     assert set(wire) == {"nodes", "controller", "service", "clientIP", "rollout", "mesh", "paused"}
     assert "minWorkerNodes" in wire["nodes"]
     assert "trustedCIDRs" in wire["clientIP"]
-    assert "loadBalancerHealthCheck" in wire["rollout"]
+    assert set(wire["rollout"]) == {"loadBalancerHealthCheck", "shutdownGraceSeconds"}
     assert api.EdgeGatewaySpec.model_validate(wire).model_dump(by_alias=True) == (
         api.EdgeGatewaySpec.model_validate(BASE_SPEC).model_dump(by_alias=True)
     )

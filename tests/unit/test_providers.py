@@ -20,12 +20,18 @@ CLIENT_IP: dict[str, dict[str, Any]] = {
 }
 
 
-def context(client_ip: str = "Direct", provider: Provider = traefik, **controller: Any) -> Context:
+def context(
+    client_ip: str = "Direct",
+    provider: Provider = traefik,
+    rollout: dict[str, Any] | None = None,
+    **controller: Any,
+) -> Context:
     spec = api.EdgeGatewaySpec.model_validate(
         {
             "nodes": {"selector": {"matchLabels": {"nodepool": "edge"}}},
             "controller": {"provider": provider.NAME, **controller},
             "clientIP": CLIENT_IP[client_ip],
+            "rollout": rollout or {},
         }
     )
     return Context(
@@ -50,6 +56,10 @@ TRAEFIK_ARGS = (
     "--providers.kubernetesingress.ingressEndpoint.publishedService=edge-system/public-lb",
     "--global.checkNewVersion=false",
     "--log.level=INFO",
+    # The default shutdownGraceSeconds (60) less the 5 s the controller keeps to exit.
+    "--entryPoints.web.transport.lifeCycle.graceTimeOut=55s",
+    "--entryPoints.websecure.transport.lifeCycle.graceTimeOut=55s",
+    "--entryPoints.traefik.transport.lifeCycle.graceTimeOut=55s",
 )
 
 
@@ -92,6 +102,23 @@ def test_traefik_workload_parts() -> None:
     assert dict(rendered.scratch) == {"/tmp": "tmp"}
     assert (rendered.cluster_role, rendered.namespace_role) == ("edge-operator-traefik", None)
     assert rendered.env == ()
+    assert rendered.startup_seconds == 0
+
+
+@pytest.mark.parametrize(("grace", "timeout"), [(10, "5s"), (60, "55s"), (3600, "3595s")])
+def test_traefik_gives_open_connections_the_shutdown_grace(grace: int, timeout: str) -> None:
+    """Upstream (pkg/server/server_entrypoint_tcp.go, v3.7.13): on SIGTERM each entry
+    point stops accepting, waits requestAcceptGraceTimeout (default 0, left so: the
+    preStop delay has drained the node), then gives open connections, hijacked
+    WebSockets included, transport.lifeCycle.graceTimeOut (default 10 s) before it
+    closes them; the entry points shut down concurrently, then Traefik exits."""
+    rendered = traefik.render(context(rollout={"shutdownGraceSeconds": grace}))
+
+    lifecycle = [a for a in rendered.args if ".transport.lifeCycle." in a]
+    assert lifecycle == [
+        f"--entryPoints.{ep}.transport.lifeCycle.graceTimeOut={timeout}"
+        for ep in ("web", "websecure", "traefik")
+    ]
 
 
 @pytest.mark.parametrize("client_ip", CLIENT_IP)
@@ -105,11 +132,75 @@ def test_ingress_nginx_args_do_not_depend_on_client_ip(client_ip: str) -> None:
         "--controller-class=edgeoperator.dev/public",
         "--ingress-class=web",
         "--configmap=edge-system/public-config",
-        "--http-port=8000",
-        "--https-port=8443",
+        "--http-port=80",
+        "--https-port=443",
         "--healthz-port=10254",
         "--watch-ingress-without-class=false",
+        "--update-status-on-shutdown=false",
+        "--post-shutdown-grace-period=0",
     )
+
+
+@pytest.mark.parametrize("client_ip", CLIENT_IP)
+def test_ingress_nginx_leaves_ingress_status_alone_on_shutdown(client_ip: str) -> None:
+    """Upstream (internal/ingress/status/status.go, controller-v1.15.1): with
+    --update-status-on-shutdown (default true) a stopping controller that finds no
+    other pod with all of its labels, upstream's pod-template-hash and revision
+    labels excepted, empties status.loadBalancer of every Ingress it serves. Our
+    template-hash label differs between revisions, so the last old pod of every
+    rollout would do it; the flag must be false."""
+    args = ingress_nginx.render(context(client_ip, ingress_nginx)).args
+
+    assert [a for a in args if a.startswith("--update-status-on-shutdown")] == [
+        "--update-status-on-shutdown=false"
+    ]
+
+
+@pytest.mark.parametrize(("grace", "timeout"), [(10, "5s"), (60, "55s"), (3600, "3595s")])
+def test_ingress_nginx_shutdown_fits_the_grace(grace: int, timeout: str) -> None:
+    """Upstream (cmd/nginx/main.go, pkg/util/process/sigterm.go,
+    internal/ingress/controller/nginx.go, controller-v1.15.1): on SIGTERM the controller
+    sleeps --shutdown-grace-period (default 0, left so: the preStop delay drains),
+    runs `nginx -s quit`, whose workers keep open connections for
+    worker-shutdown-timeout (default 240s, nginx.tmpl worker_shutdown_timeout), polls
+    every second until nginx is gone, then sleeps --post-shutdown-grace-period
+    (default 10) before it exits. So the grace holds worker-shutdown-timeout, a
+    post-shutdown sleep of 0 and the 5 s kept to exit."""
+    rendered = ingress_nginx.render(
+        context(provider=ingress_nginx, rollout={"shutdownGraceSeconds": grace})
+    )
+
+    assert rendered.config is not None
+    assert rendered.config["worker-shutdown-timeout"] == timeout
+    assert "--post-shutdown-grace-period=0" in rendered.args
+    assert not any(a.startswith("--shutdown-grace-period") for a in rendered.args)
+
+
+def test_ingress_nginx_listens_on_the_service_default_ports() -> None:
+    """Upstream (rootfs/etc/nginx/template/nginx.tmpl and lua_ingress.lua,
+    controller-v1.15.1): X-Forwarded-Port is $server_port, the port nginx accepted the
+    connection on, except that the --https-port is reported as 443 (and, with PROXY
+    protocol, the header's destination port). On 8000 backends were told 8000 for
+    plain HTTP; on 80 they are told what a client of the Service's default ports
+    used. Ports below 1024 work because the image's binaries carry
+    cap_net_bind_service, which the container keeps in its bounding set."""
+    rendered = ingress_nginx.render(context(provider=ingress_nginx))
+
+    assert (rendered.ports["http"], rendered.ports["https"]) == (80, 443)
+    assert {"--http-port=80", "--https-port=443"} <= set(rendered.args)
+    assert rendered.capabilities == ("NET_BIND_SERVICE",)
+
+
+def test_ingress_nginx_gets_upstreams_startup_allowance() -> None:
+    """Upstream (internal/ingress/controller/checker.go and
+    deploy/static/provider/cloud/deploy.yaml, controller-v1.15.1): /healthz fails until
+    the first sync has configured nginx's backends, and upstream's liveness probe
+    allows 10 s + 5 x 10 s before it restarts the controller. Our liveness probe alone
+    would restart it after 30 s, so a large cluster's first sync could restart-loop."""
+    rendered = ingress_nginx.render(context(provider=ingress_nginx))
+
+    assert rendered.startup_seconds == 60
+    assert rendered.liveness.path == "/healthz"
 
 
 @pytest.mark.parametrize(
@@ -122,27 +213,30 @@ def test_ingress_nginx_args_do_not_depend_on_client_ip(client_ip: str) -> None:
                 "compute-full-forwarded-for": "false",
                 "use-proxy-protocol": "false",
                 "enable-real-ip": "false",
+                "worker-shutdown-timeout": "55s",
             },
         ),
         (
             "XForwardedFor",
             {
-                "use-forwarded-headers": "true",
-                "compute-full-forwarded-for": "true",
+                "use-forwarded-headers": "false",
+                "compute-full-forwarded-for": "false",
                 "enable-real-ip": "true",
                 "forwarded-for-header": "X-Forwarded-For",
                 "proxy-real-ip-cidr": "203.0.113.0/24,2001:db8::/32",
                 "use-proxy-protocol": "false",
+                "worker-shutdown-timeout": "55s",
             },
         ),
         (
             "ProxyProtocol",
             {
-                "use-proxy-protocol": "true",
-                "proxy-real-ip-cidr": "203.0.113.0/24,2001:db8::/32",
                 "use-forwarded-headers": "false",
                 "compute-full-forwarded-for": "false",
+                "use-proxy-protocol": "true",
                 "enable-real-ip": "true",
+                "proxy-real-ip-cidr": "203.0.113.0/24,2001:db8::/32",
+                "worker-shutdown-timeout": "55s",
             },
         ),
     ],
@@ -153,11 +247,66 @@ def test_ingress_nginx_config(client_ip: str, config: dict[str, str]) -> None:
     assert rendered.config == config
 
 
+@pytest.mark.parametrize("client_ip", CLIENT_IP)
+def test_ingress_nginx_never_trusts_forwarded_scheme_host_or_port(client_ip: str) -> None:
+    """Upstream (rootfs/etc/nginx/lua/lua_ingress.lua, controller-v1.15.1): with
+    use-forwarded-headers on, X-Forwarded-Proto, -Host and -Port are taken from the
+    request of any peer, trusted or not (issue #9163), and no key limits them
+    to proxy-real-ip-cidr. So it is off in every mode, and those headers are set from
+    the connection, the Host header and the PROXY header."""
+    config = ingress_nginx.render(context(client_ip, ingress_nginx)).config
+
+    assert config is not None
+    assert config["use-forwarded-headers"] == "false"
+
+
+@pytest.mark.parametrize("client_ip", CLIENT_IP)
+def test_ingress_nginx_forwards_only_the_address_it_believes(client_ip: str) -> None:
+    """Upstream (rootfs/etc/nginx/template/nginx.tmpl, controller-v1.15.1): with
+    use-forwarded-headers and compute-full-forwarded-for on, backends get
+    "$http_x_forwarded_for, $realip_remote_addr" whoever the peer is, so a client's
+    forged chain reaches them; otherwise X-Forwarded-For and X-Real-IP are
+    $remote_addr, the address the realip module believed."""
+    config = ingress_nginx.render(context(client_ip, ingress_nginx)).config
+
+    assert config is not None
+    assert config["compute-full-forwarded-for"] == "false"
+
+
+def test_ingress_nginx_believes_x_forwarded_for_only_from_trusted_cidrs() -> None:
+    """Upstream (rootfs/etc/nginx/template/nginx.tmpl, controller-v1.15.1):
+    enable-real-ip alone turns the realip module on, with real_ip_header
+    forwarded-for-header, real_ip_recursive on and set_real_ip_from for each
+    proxy-real-ip-cidr entry (default 0.0.0.0/0: anyone), so the client address comes
+    from X-Forwarded-For only when the peer is in trustedCIDRs, and is its rightmost
+    entry outside them."""
+    config = ingress_nginx.render(context("XForwardedFor", ingress_nginx)).config
+
+    assert config is not None
+    assert (config["enable-real-ip"], config["forwarded-for-header"]) == ("true", "X-Forwarded-For")
+    assert config["proxy-real-ip-cidr"] == ",".join(CIDRS)
+    assert config["use-proxy-protocol"] == "false"
+
+
+@pytest.mark.parametrize("grace", [10, 60, 3600])
+def test_both_providers_give_open_connections_the_same_time(grace: int) -> None:
+    """rollout.shutdownGraceSeconds means the same for both providers: open
+    connections get it less the 5 s the controller keeps to exit."""
+    rollout = {"shutdownGraceSeconds": grace}
+    traefik_args = traefik.render(context(rollout=rollout)).args
+    nginx_config = ingress_nginx.render(context(provider=ingress_nginx, rollout=rollout)).config
+
+    expected = f"{grace - 5}s"
+    assert f"--entryPoints.web.transport.lifeCycle.graceTimeOut={expected}" in traefik_args
+    assert nginx_config is not None
+    assert nginx_config["worker-shutdown-timeout"] == expected
+
+
 def test_ingress_nginx_workload_parts() -> None:
     rendered = ingress_nginx.render(context(provider=ingress_nginx))
 
     assert rendered.image == "registry.k8s.io/ingress-nginx/controller:v1.15.1"
-    assert dict(rendered.ports) == {"http": 8000, "https": 8443, "metrics": 10254}
+    assert dict(rendered.ports) == {"http": 80, "https": 443, "metrics": 10254}
     assert (rendered.readiness.path, rendered.readiness.port) == ("/healthz", 10254)
     assert rendered.liveness == rendered.readiness
     assert rendered.controller == "edgeoperator.dev/public"

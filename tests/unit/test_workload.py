@@ -11,7 +11,6 @@ import pytest
 
 from edge_operator import api, names
 from edge_operator.cli import provider_rbac
-from edge_operator.desired import deployment as deployment_rules
 from edge_operator.desired import status as status_rules
 from edge_operator.desired import workload
 from edge_operator.desired.nodes import NodeDecision
@@ -168,9 +167,50 @@ def test_drain_timing_comes_from_the_health_check() -> None:
     pod = deploy["spec"]["template"]["spec"]
     assert deploy["spec"]["minReadySeconds"] == 15
     assert pod["containers"][0]["lifecycle"] == {"preStop": {"sleep": {"seconds": 15}}}
-    assert pod["terminationGracePeriodSeconds"] == 15 + deployment_rules.SHUTDOWN_SECONDS
-    # Defaults: 10 s interval, 3 checks.
+    # Defaults: 10 s interval, 3 checks; 60 s of shutdown grace.
     assert objects(spec())["Deployment"]["spec"]["minReadySeconds"] == 40
+    assert pod_spec(spec())["terminationGracePeriodSeconds"] == 40 + 60
+
+
+@pytest.mark.parametrize("provider", ["traefik", "ingress-nginx"])
+@pytest.mark.parametrize("grace", [10, 300, 3600])
+def test_termination_grace_is_the_drain_plus_the_shutdown_grace(provider: str, grace: int) -> None:
+    """The kubelet counts the preStop hook against terminationGracePeriodSeconds and
+    sends SIGKILL when it is used up: after the drain the controller must have the
+    whole shutdown grace, whichever provider runs."""
+    rollout = {
+        "loadBalancerHealthCheck": {"intervalSeconds": 5, "unhealthyThreshold": 2},
+        "shutdownGraceSeconds": grace,
+    }
+    pod = pod_spec(spec(controller={"provider": provider}, rollout=rollout))
+
+    assert pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 15
+    assert pod["terminationGracePeriodSeconds"] == 15 + grace
+
+
+def test_startup_probe_only_where_the_provider_asks_for_one() -> None:
+    """Until a startup probe has passed the kubelet runs neither liveness nor readiness
+    probes; ingress-nginx gets 60 s (30 probes, 2 s apart, so it turns Ready as soon as
+    it can) before liveness may restart it. Traefik's /ping answers from the start."""
+    nginx = pod_spec(spec(controller={"provider": "ingress-nginx"}))["containers"][0]
+    assert nginx["startupProbe"] == {
+        "httpGet": {"path": "/healthz", "port": 10254},
+        "periodSeconds": 2,
+        "failureThreshold": 30,
+        "timeoutSeconds": 2,
+    }
+    assert nginx["livenessProbe"]["httpGet"] == nginx["startupProbe"]["httpGet"]
+    assert "startupProbe" not in pod_spec(spec())["containers"][0]
+
+
+@pytest.mark.parametrize(
+    ("provider", "ports"), [("traefik", "8000,8443"), ("ingress-nginx", "80,443")]
+)
+def test_linkerd_skips_the_ports_the_provider_listens_on(provider: str, ports: str) -> None:
+    template = objects(spec(controller={"provider": provider}, mesh={"provider": "Linkerd"}))[
+        "Deployment"
+    ]["spec"]["template"]
+    assert template["metadata"]["annotations"]["config.linkerd.io/skip-inbound-ports"] == ports
 
 
 def test_pods_meet_the_restricted_pod_security_profile() -> None:
@@ -184,11 +224,13 @@ def test_pods_meet_the_restricted_pod_security_profile() -> None:
         assert sc["allowPrivilegeEscalation"] is False
         assert sc["capabilities"]["drop"] == ["ALL"]
         # The only capability the "restricted" profile allows adding.
-        assert set(sc["capabilities"].get("add", [])) <= {"NET_BIND_SERVICE"}
+        added = set(sc["capabilities"].get("add", []))
+        assert added <= {"NET_BIND_SERVICE"}
         assert sc["runAsNonRoot"] is True
         assert sc["runAsUser"] > 0
         ports = [p["containerPort"] for p in pod["containers"][0]["ports"]]
-        assert min(ports) >= 1024, "privileged ports would need NET_BIND_SERVICE"
+        if min(ports) < 1024:
+            assert added == {"NET_BIND_SERVICE"}, "privileged ports need NET_BIND_SERVICE"
 
 
 def test_template_hash_follows_the_pod_template_only() -> None:
@@ -201,6 +243,7 @@ def test_template_hash_follows_the_pod_template_only() -> None:
     assert revision(spec(), nodes=5) == base
     assert revision(spec(controller={"image": "example/traefik:v9"})) != base
     assert revision(spec(controller={"podAnnotations": {"a": "b"}})) != base
+    assert revision(spec(rollout={"shutdownGraceSeconds": 61})) != base
 
 
 def test_replicas() -> None:

@@ -16,22 +16,26 @@ without one. The recipe (after openshift/cluster-ingress-operator's
   Available, that is ready for ``minReadySeconds``;
 - ``minReadySeconds`` and the preStop delay are derived from the load balancer's
   health check, so the load balancer has seen a new pod healthy before it gets
-  traffic and has seen a leaving node unhealthy before its pod stops serving.
+  traffic and has seen a leaving node unhealthy before its pod stops serving;
+- ``terminationGracePeriodSeconds`` is that delay plus ``rollout.shutdownGraceSeconds``,
+  the time the controller then has to finish open connections and exit.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from edge_operator import api, names
 from edge_operator.desired.objects import Owner, digest, labels, metadata
-from edge_operator.desired.providers import HTTP_PORT, HTTPS_PORT, Rendered
+from edge_operator.desired.providers import Rendered
 
 CONTAINER = "controller"
-#: Time a controller gets after its preStop delay to finish open requests.
-SHUTDOWN_SECONDS = 30
 #: Old ReplicaSets kept for `kubectl rollout undo`.
 REVISION_HISTORY = 3
+#: Readiness and startup probes run this often, so a pod is Ready soon after it can serve
+#: (liveness and readiness probes wait until the startup probe has passed once).
+FAST_PROBE_SECONDS = 2
 
 
 def drain_seconds(check: api.LoadBalancerHealthCheck) -> int:
@@ -48,13 +52,15 @@ def selector(owner: Owner) -> dict[str, str]:
     return {names.GATEWAY_LABEL: owner.name, names.COMPONENT_LABEL: names.COMPONENT_CONTROLLER}
 
 
-def mesh_metadata(spec: api.EdgeGatewaySpec) -> tuple[dict[str, str], dict[str, str]]:
+def mesh_metadata(
+    spec: api.EdgeGatewaySpec, rendered: Rendered
+) -> tuple[dict[str, str], dict[str, str]]:
     """Pod labels and annotations that put the controller into the service mesh.
 
     Only outbound (edge -> worker) traffic goes through the mesh: inbound traffic
     comes from the load balancer, which speaks plain TCP to the controller.
     """
-    ports = f"{HTTP_PORT},{HTTPS_PORT}"
+    ports = f"{rendered.ports['http']},{rendered.ports['https']}"
     if spec.mesh.provider == "Istio":
         return (
             {"sidecar.istio.io/inject": "true"},
@@ -69,7 +75,7 @@ def pod_template(owner: Owner, spec: api.EdgeGatewaySpec, rendered: Rendered) ->
     """The pod template without its hash label."""
     provider = spec.controller.provider
     drain = drain_seconds(spec.rollout.load_balancer_health_check)
-    mesh_labels, mesh_annotations = mesh_metadata(spec)
+    mesh_labels, mesh_annotations = mesh_metadata(spec, rendered)
     taint = spec.nodes.taint
     tolerations = (
         []
@@ -94,7 +100,7 @@ def pod_template(owner: Owner, spec: api.EdgeGatewaySpec, rendered: Rendered) ->
         ],
         "readinessProbe": {
             "httpGet": {"path": rendered.readiness.path, "port": rendered.readiness.port},
-            "periodSeconds": 2,
+            "periodSeconds": FAST_PROBE_SECONDS,
             "failureThreshold": 2,
             "timeoutSeconds": 2,
         },
@@ -118,6 +124,13 @@ def pod_template(owner: Owner, spec: api.EdgeGatewaySpec, rendered: Rendered) ->
             "runAsGroup": rendered.run_as_group or rendered.run_as_user,
         },
     }
+    if rendered.startup_seconds:
+        container["startupProbe"] = {
+            "httpGet": {"path": rendered.liveness.path, "port": rendered.liveness.port},
+            "periodSeconds": FAST_PROBE_SECONDS,
+            "failureThreshold": math.ceil(rendered.startup_seconds / FAST_PROBE_SECONDS),
+            "timeoutSeconds": 2,
+        }
     if rendered.env:
         container["env"] = [dict(e) for e in rendered.env]
     if resources:
@@ -130,7 +143,7 @@ def pod_template(owner: Owner, spec: api.EdgeGatewaySpec, rendered: Rendered) ->
         "serviceAccountName": names.workload_name(owner.name),
         "nodeSelector": {spec.nodes.role_label: "", names.GATEWAY_LABEL: owner.name},
         "tolerations": tolerations,
-        "terminationGracePeriodSeconds": drain + SHUTDOWN_SECONDS,
+        "terminationGracePeriodSeconds": drain + spec.rollout.shutdown_grace_seconds,
         "securityContext": {
             "runAsNonRoot": True,
             "seccompProfile": {"type": "RuntimeDefault"},

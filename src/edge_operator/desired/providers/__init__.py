@@ -16,10 +16,6 @@ from typing import Any, Protocol
 
 from edge_operator import api
 
-#: Container ports every provider listens on: unprivileged ports.
-HTTP_PORT = 8000
-HTTPS_PORT = 8443
-
 
 @dataclass(frozen=True)
 class Context:
@@ -45,7 +41,8 @@ class Rendered:
 
     image: str
     args: tuple[str, ...]
-    #: Container port name -> number; must include "http" and "https" (HTTP_PORT/HTTPS_PORT).
+    #: Container port name -> number; must include "http" and "https", which the
+    #: Service targets by name.
     ports: Mapping[str, int]
     readiness: Probe
     liveness: Probe
@@ -68,6 +65,9 @@ class Rendered:
     capabilities: tuple[str, ...] = ()
     #: Extra environment variables.
     env: tuple[Mapping[str, Any], ...] = ()
+    #: Seconds the controller may take to answer its liveness probe after it starts
+    #: (a startup probe); 0: liveness applies from the start.
+    startup_seconds: int = 0
 
 
 class Provider(Protocol):

@@ -14,15 +14,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from edge_operator import api, names
-from edge_operator.desired.providers import HTTP_PORT, HTTPS_PORT, Context, Probe, Rendered
+from edge_operator.desired.providers import Context, Probe, Rendered
 
 NAME = "ingress-nginx"
 DEFAULT_IMAGE = "registry.k8s.io/ingress-nginx/controller:v1.15.1"
 CLUSTER_ROLE = f"{names.MANAGED_BY_VALUE}-{NAME}"
 #: Bound by a RoleBinding in the gateway's namespace only.
 NAMESPACE_ROLE = f"{CLUSTER_ROLE}-namespace"
+#: Upstream's own ports. Backends get X-Forwarded-Port = the port nginx accepted the
+#: connection on ($server_port in nginx.tmpl; lua_ingress.lua reports the https port
+#: as 443), so on 8000 they would be told 8000 for plain HTTP. The image's binaries
+#: may bind them: they carry cap_net_bind_service (see capabilities below).
+HTTP_PORT = 80
+HTTPS_PORT = 443
 #: /healthz and /metrics.
 HEALTHZ_PORT = 10254
+#: /healthz fails until the first sync has configured nginx's backends
+#: (internal/ingress/controller/checker.go), which takes a while in large clusters;
+#: upstream's manifests allow 10 s + 5 x 10 s before liveness restarts the controller.
+STARTUP_SECONDS = 60
 #: www-data in the image, which owns the directories nginx writes to.
 RUN_AS_USER = 101
 #: The image's www-data group (upstream's manifests run as 101:82).
@@ -42,20 +52,25 @@ def client_ip_config(client_ip: api.ClientIP) -> dict[str, str]:
     """ConfigMap keys for the client-IP policy (docs/user-guide/nginx-configuration/configmap.md).
 
     nginx.tmpl turns the realip module on when any of use-forwarded-headers,
-    use-proxy-protocol and enable-real-ip is true, reading the address from the
-    PROXY header or forwarded-for-header, believed only from proxy-real-ip-cidr.
-    Without compute-full-forwarded-for, X-Forwarded-For to the backends is set to
-    $remote_addr, so in Direct mode whatever the client sent is replaced (it still
-    reaches them, as X-Original-Forwarded-For, which they must not trust).
+    use-proxy-protocol and enable-real-ip is true: it then takes the client address
+    from the PROXY header or from forwarded-for-header (the rightmost entry outside
+    proxy-real-ip-cidr, real_ip_recursive), and only when the peer is in
+    proxy-real-ip-cidr. Backends get that address as X-Real-IP and, while
+    compute-full-forwarded-for is off, as X-Forwarded-For; with it on, nginx.tmpl
+    sends the incoming X-Forwarded-For with the peer appended, whoever the peer is.
+    What the client sent still reaches them as X-Original-Forwarded-For, which they
+    must not trust.
+
+    use-forwarded-headers stays off in every mode: it also makes lua_ingress.lua take
+    X-Forwarded-Proto, -Host and -Port from any peer, trusted or not, and nothing in
+    ingress-nginx limits those to proxy-real-ip-cidr. enable-real-ip turns realip on
+    without it, so those three come from the connection instead.
     """
+    untrusted = {"use-forwarded-headers": "false", "compute-full-forwarded-for": "false"}
     cidrs = ",".join(client_ip.trusted_cidrs)
     if client_ip.mode == "XForwardedFor":
-        # use-forwarded-headers also passes X-Forwarded-Proto/-Host/-Port through from
-        # any peer, trusted or not (rootfs/etc/nginx/lua/lua_ingress.lua): only
-        # service.loadBalancerSourceRanges can keep other peers out.
         return {
-            "use-forwarded-headers": "true",
-            "compute-full-forwarded-for": "true",
+            **untrusted,
             "enable-real-ip": "true",
             "forwarded-for-header": "X-Forwarded-For",
             "proxy-real-ip-cidr": cidrs,
@@ -65,18 +80,22 @@ def client_ip_config(client_ip: api.ClientIP) -> dict[str, str]:
         # enable-real-ip states what use-proxy-protocol already does (real_ip_header
         # proxy_protocol); it changes nothing else here.
         return {
+            **untrusted,
             "use-proxy-protocol": "true",
-            "proxy-real-ip-cidr": cidrs,
-            "use-forwarded-headers": "false",
-            "compute-full-forwarded-for": "false",
             "enable-real-ip": "true",
+            "proxy-real-ip-cidr": cidrs,
         }
-    return {
-        "use-forwarded-headers": "false",
-        "compute-full-forwarded-for": "false",
-        "use-proxy-protocol": "false",
-        "enable-real-ip": "false",
-    }
+    return {**untrusted, "use-proxy-protocol": "false", "enable-real-ip": "false"}
+
+
+def shutdown_config(rollout: api.Rollout) -> dict[str, str]:
+    """ConfigMap keys for the shutdown budget.
+
+    On SIGTERM the controller sends nginx a graceful quit; worker-shutdown-timeout
+    (upstream default 240 s, beyond the pod's grace) is how long workers keep their
+    open connections before closing them. Reloads use it too.
+    """
+    return {"worker-shutdown-timeout": f"{rollout.connection_grace_seconds}s"}
 
 
 def render(ctx: Context) -> Rendered:
@@ -92,6 +111,14 @@ def render(ctx: Context) -> Rendered:
         f"--https-port={HTTPS_PORT}",
         f"--healthz-port={HEALTHZ_PORT}",
         "--watch-ingress-without-class=false",
+        # On its way out, a pod that sees no other pod of "its" deployment empties
+        # status.loadBalancer of every Ingress of the class. It looks for them by all
+        # its labels but upstream's hash labels (internal/ingress/status/status.go), so
+        # our template-hash label makes the last pod of every revision look alone.
+        "--update-status-on-shutdown=false",
+        # Upstream sleeps 10 s after nginx has stopped, serving nothing
+        # (kubernetes/ingress-nginx#8095); here that would come out of the shutdown grace.
+        "--post-shutdown-grace-period=0",
         *ctx.spec.controller.extra_args,
     )
     healthz = Probe(path="/healthz", port=HEALTHZ_PORT)
@@ -101,18 +128,20 @@ def render(ctx: Context) -> Rendered:
         ports={"http": HTTP_PORT, "https": HTTPS_PORT, "metrics": HEALTHZ_PORT},
         readiness=healthz,
         liveness=healthz,
-        config=client_ip_config(ctx.spec.client_ip),
+        config={**client_ip_config(ctx.spec.client_ip), **shutdown_config(ctx.spec.rollout)},
         controller=controller,
         run_as_user=RUN_AS_USER,
         # nginx writes its configuration and temporary files all over /etc/nginx and /tmp.
         read_only_root_filesystem=False,
         # The image's binaries carry cap_net_bind_service as a file capability; without
-        # the capability in the bounding set they fail to exec, whatever the port.
+        # the capability in the bounding set they fail to exec, whatever the port
+        # (upstream's manifests run them on 80/443 with exactly this security context).
         capabilities=("NET_BIND_SERVICE",),
         run_as_group=RUN_AS_GROUP,
         cluster_role=CLUSTER_ROLE,
         namespace_role=NAMESPACE_ROLE,
         env=ENV,
+        startup_seconds=STARTUP_SECONDS,
     )
 
 

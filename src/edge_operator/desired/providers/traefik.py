@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from edge_operator import api, names
-from edge_operator.desired.providers import HTTP_PORT, HTTPS_PORT, Context, Probe, Rendered
+from edge_operator.desired.providers import Context, Probe, Rendered
 
 NAME = "traefik"
 DEFAULT_IMAGE = "docker.io/traefik:v3.7.13"
@@ -19,6 +19,10 @@ CLUSTER_ROLE = f"{names.MANAGED_BY_VALUE}-{NAME}"
 #: The IngressClass controller Traefik looks for; of those classes it serves only
 #: the one named by --providers.kubernetesingress.ingressClass.
 CONTROLLER = "traefik.io/ingress-controller"
+#: Unprivileged container ports: Traefik reports X-Forwarded-Port from the Host
+#: header or the scheme (80/443), never from the port it listens on.
+HTTP_PORT = 8000
+HTTPS_PORT = 8443
 #: The "traefik" entry point, which serves only /ping here (no API, no dashboard).
 PING_PORT = 8080
 #: The non-root user of the upstream Helm chart; the image itself declares none.
@@ -39,6 +43,17 @@ def _client_ip_args(client_ip: api.ClientIP) -> list[str]:
     return []
 
 
+def _shutdown_args(rollout: api.Rollout) -> list[str]:
+    # requestAcceptGraceTimeout (keep accepting after SIGTERM) stays 0: the preStop
+    # delay has already drained the node. Entry points shut down concurrently
+    # (pkg/server/server_entrypoint_tcp.go), so each gets the whole grace.
+    grace = rollout.connection_grace_seconds
+    return [
+        f"--entryPoints.{ep}.transport.lifeCycle.graceTimeOut={grace}s"
+        for ep in (*ENTRY_POINTS, "traefik")
+    ]
+
+
 def render(ctx: Context) -> Rendered:
     args = (
         f"--entryPoints.web.address=:{HTTP_PORT}/tcp",
@@ -54,9 +69,13 @@ def render(ctx: Context) -> Rendered:
         # The operator pins the image; edge nodes need not call home to learn of releases.
         "--global.checkNewVersion=false",
         "--log.level=INFO",
+        *_shutdown_args(ctx.spec.rollout),
         *_client_ip_args(ctx.spec.client_ip),
         *ctx.spec.controller.extra_args,
     )
+    # No startup probe: /ping answers as soon as the entry point listens, before the
+    # provider has loaded a single route (traefik/traefik#10458), so waiting for it
+    # would cover nothing that liveness does not.
     ping = Probe(path="/ping", port=PING_PORT)
     return Rendered(
         image=ctx.spec.controller.image or DEFAULT_IMAGE,
