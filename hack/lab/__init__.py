@@ -573,6 +573,8 @@ def _down(root: Path) -> None:
     if running is not None and running != root:
         raise LabError(f"the lab on this machine belongs to {running}, not {root}")
 
+    # Every step runs even when one before it failed; the failures are raised at the end.
+    failed: list[str] = []
     # The load balancer and proxies first, then everything each node runs (its cgroup).
     pid_dir = root / "pids"
     for pid_file in sorted(pid_dir.glob("*.pid")) if pid_dir.is_dir() else []:
@@ -580,14 +582,19 @@ def _down(root: Path) -> None:
             localcluster.stop_process(root, pid_file.stem)
     for name in net.namespaces():
         if name not in (LB, CDN) and not name.startswith("client-"):
-            nodes.kill_all(Node(name, 0, "", ""))
+            try:
+                nodes.kill_all(Node(name, 0, "", ""))
+            except net.NetError as error:
+                failed.append(str(error))
     for pid_file in sorted(pid_dir.glob("*.pid")) if pid_dir.is_dir() else []:
         localcluster.stop_process(root, pid_file.stem)
+    for node_dir in (root / "nodes").glob("*"):
+        nodes.forget_sandboxes(Paths(root, Node(node_dir.name, 0, "", "")))
     if (root / "cluster").exists():
         try:
             localcluster.down(root / "cluster")
         except localcluster.ClusterError as error:
-            raise LabError(str(error)) from error
+            failed.append(str(error))
     for point in _mounts_under(root):
         subprocess.run(["umount", "-l", point], capture_output=True, check=False)
     for name in net.namespaces():
@@ -604,16 +611,20 @@ def _down(root: Path) -> None:
         CNI_CACHE,
         KUBELET_DEVICE_PLUGINS,
         KUBELET_DEVICE_PLUGINS.parent,
+        nodes.SHIM_SOCKETS,
+        nodes.SHIM_SOCKETS.parent,
     ):
         with suppress(OSError):  # only when empty: another runtime may use it
             directory.rmdir()
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
         for cgroup in hierarchy.glob(f"{net.PREFIX}*") if hierarchy.is_dir() else []:
             nodes.remove_cgroups(cgroup.name)
-    if root.exists():
+    if root.exists() and not failed:
         shutil.rmtree(root)
     # Ours, or left by a lab whose processes are gone: either way no lab is up now.
     OWNER_FILE.unlink(missing_ok=True)
+    if failed:
+        raise LabError("; ".join(failed) + f" (state kept in {root}; run lab down again)")
 
 
 def http_get(

@@ -301,6 +301,26 @@ def _shim_files(pid: int) -> list[Path]:
     return [socket, *CNI_RESULTS.glob(f"*-{flags['-id']}-*")]
 
 
+def forget_sandboxes(paths: Paths) -> None:
+    """Remove what the node's pod sandboxes left outside its directory, by the ids its
+    containerd recorded (a shim that exited on its own is no longer there to ask)."""
+    state, root = paths.dir / "containerd" / "state", paths.dir / "containerd" / "root"
+    recorded = (
+        state / "io.containerd.runtime.v2.task" / "k8s.io",
+        state / "io.containerd.grpc.v1.cri" / "sandboxes",
+        root / "io.containerd.grpc.v1.cri" / "sandboxes",
+        root / "io.containerd.grpc.v1.cri" / "containers",
+    )
+    ids = {
+        entry.name for directory in recorded if directory.is_dir() for entry in directory.iterdir()
+    }
+    for sandbox in ids:
+        key = os.path.join(str(paths.containerd_sock), "k8s.io", sandbox)
+        (SHIM_SOCKETS / hashlib.sha256(key.encode()).hexdigest()).unlink(missing_ok=True)
+        for cached in CNI_RESULTS.glob(f"*-{sandbox}-*"):
+            cached.unlink(missing_ok=True)
+
+
 def kill_all(node: Node, timeout: float = 15.0) -> None:
     """SIGKILL every process of the node (daemons, shims, pods) until none is left,
     then remove what its containerd shims leave outside the node's directory."""
@@ -315,9 +335,6 @@ def kill_all(node: Node, timeout: float = 15.0) -> None:
         time.sleep(0.1)
     for path in leftovers:
         path.unlink(missing_ok=True)
-    for directory in (SHIM_SOCKETS, SHIM_SOCKETS.parent):
-        with suppress(OSError):  # only when empty: other containerds may use it
-            directory.rmdir()
 
 
 def remove_cgroups(name: str) -> None:

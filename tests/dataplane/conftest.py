@@ -12,13 +12,12 @@ the reason; under CI (CI=true), which runs as root, it fails instead.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import lab
-from tests.dataplane.machine import require_lab
+from tests.dataplane.machine import leftovers, require_lab, shared_files
 from tests.dataplane.traffic import Traffic
 from tests.e2e.cluster import Cluster, Gateways
 from tests.e2e.operator import OperatorProcess
@@ -27,16 +26,12 @@ from tests.e2e.operator import OperatorProcess
 @pytest.fixture(scope="package")
 def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.Lab]:
     require_lab()
-    root = tmp_path_factory.mktemp("lab")
+    root, before = tmp_path_factory.mktemp("lab"), shared_files()
     try:
         yield lab.up(root)
     finally:
         lab.down(root)
-        assert not root.exists(), f"lab state left in {root}"
-        left = lab.net.namespaces()
-        assert left == [], f"lab namespaces left after lab down: {left}"
-        cgroups = sorted(p.name for p in Path("/sys/fs/cgroup/pids").glob(f"{lab.net.PREFIX}*"))
-        assert cgroups == [], f"lab cgroups left after lab down: {cgroups}"
+        assert leftovers(root, before) == [], "lab down left these behind"
 
 
 @pytest.fixture(scope="package")

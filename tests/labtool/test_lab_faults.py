@@ -18,7 +18,7 @@ import pytest
 
 import lab
 from lab import net
-from tests.dataplane.machine import require_lab
+from tests.dataplane.machine import leftovers, require_lab, shared_files
 
 HACK = Path(lab.__file__).resolve().parents[1]
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -46,34 +46,6 @@ def short_tmp() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-def _leftovers(root: Path) -> list[str]:
-    """Everything of a lab that could outlive it, by kind."""
-    found = [f"namespace {n}" for n in net.namespaces()]
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        found += (
-            [f"cgroup {c}" for c in hierarchy.glob(f"{net.PREFIX}*")] if hierarchy.is_dir() else []
-        )
-    marker = str(root).encode()
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if marker in cmdline:
-                found.append(f"process {proc.name}: {cmdline[:120]!r}")
-    mounts = Path("/proc/self/mountinfo").read_text()
-    found += [f"mount {line.split()[4]}" for line in mounts.splitlines() if str(root) in line]
-    if root.exists():
-        found.append(f"state {root}")
-    for shared in (Path("/var/lib/kubelet"), Path("/run/containerd"), Path("/var/lib/cni")):
-        if shared.exists():
-            found.append(f"directory {shared}")
-    if net.run("ip", "link", "show", lab.HOST_LINK, check=False):
-        found.append(f"link {lab.HOST_LINK}")
-    return found
 
 
 def test_without_root_up_says_so_in_one_line(short_tmp: Path) -> None:
@@ -157,19 +129,19 @@ def broken_kubelet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_a_failed_up_leaves_nothing_behind(short_tmp: Path, broken_kubelet: str) -> None:
-    root = short_tmp / "lab"
+    root, before = short_tmp / "lab", shared_files()
     with pytest.raises(lab.LabError) as failed:
         lab.up(root)
     print(f"lab up failed as it should: {failed.value}")
     assert "kubelet" in str(failed.value)
-    assert _leftovers(root) == []
+    assert leftovers(root, before) == []
     lab.down(root)  # again: nothing to do, no error
-    assert _leftovers(root) == []
+    assert leftovers(root, before) == []
 
 
 def test_down_after_up_leaves_nothing_behind(short_tmp: Path) -> None:
-    root = short_tmp / "lab"
+    root, before = short_tmp / "lab", shared_files()
     running = lab.up(root, edges=1, workers=1)
     assert running.topology.nodes
     lab.down(root)
-    assert _leftovers(root) == []
+    assert leftovers(root, before) == []
