@@ -185,10 +185,15 @@ def preflight() -> None:
         raise LabError("the lab needs root (network namespaces, cgroups, mounts); run as root")
     if not Path("/sys/fs/cgroup/pids").is_dir():
         raise LabError("the lab needs cgroup v1 hierarchies under /sys/fs/cgroup (hybrid)")
-    probe = subprocess.run(
-        ["ip", "netns", "add", "eo-preflight"], capture_output=True, text=True, check=False
-    )
-    subprocess.run(["ip", "netns", "delete", "eo-preflight"], capture_output=True, check=False)
+    try:
+        probe = subprocess.run(
+            ["ip", "netns", "add", "eo-preflight"], capture_output=True, text=True, check=False
+        )
+        subprocess.run(["ip", "netns", "delete", "eo-preflight"], capture_output=True, check=False)
+    except OSError as error:
+        raise LabError(
+            f"cannot create network namespaces: {error.strerror}: ip (iproute2)"
+        ) from error
     if probe.returncode:
         raise LabError(f"cannot create network namespaces: {probe.stderr.strip()}")
 
