@@ -82,14 +82,14 @@ def _versions() -> dict[str, str]:
     return {key.strip(): value.strip() for key, value in pairs}
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
     # Same rule as build-k8s.sh's ${EDGE_OPERATOR_CACHE:-...}: empty means unset.
     return Path(os.environ.get("EDGE_OPERATOR_CACHE") or Path.home() / ".cache/edge-operator")
 
 
 def bin_dir() -> Path:
     """Directory where hack/build-k8s.sh puts kube-apiserver & co. and kubectl."""
-    return _cache_dir() / f"k8s-{_versions()['K8S_VERSION']}" / "bin"
+    return cache_dir() / f"k8s-{_versions()['K8S_VERSION']}" / "bin"
 
 
 def kubectl_path() -> Path:
@@ -99,12 +99,12 @@ def kubectl_path() -> Path:
 
 def helm_path() -> Path:
     """The helm that hack/build-k8s.sh builds."""
-    return _cache_dir() / f"helm-{_versions()['HELM_VERSION']}" / "bin" / "helm"
+    return cache_dir() / f"helm-{_versions()['HELM_VERSION']}" / "bin" / "helm"
 
 
 def checkov_path() -> Path:
     """The checkov that hack/build-k8s.sh installs into a virtualenv of its own."""
-    return _cache_dir() / f"checkov-{_versions()['CHECKOV_VERSION']}" / "bin" / "checkov"
+    return cache_dir() / f"checkov-{_versions()['CHECKOV_VERSION']}" / "bin" / "checkov"
 
 
 def k8s_version() -> str:
@@ -281,14 +281,32 @@ def _get_ok(url: str) -> bool:
         return bool(response.status == http.HTTPStatus.OK)
 
 
+def _cmdline(pid: int) -> list[bytes] | None:
+    """pid's argv, or None once it has exited (a zombie has none).
+
+    A process in the middle of an exec (a wrapper such as sh or nsenter starting its
+    command) reads an empty command line for a moment: that is waited out.
+    """
+    deadline = time.monotonic() + 0.5
+    while True:
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        zombie = stat.rsplit(")", 1)[-1].split()[0] == "Z"
+        if raw or zombie or time.monotonic() > deadline:
+            return raw.split(b"\0") if raw else None
+        time.sleep(0.01)
+
+
 def _owned(state: _State, name: str, pid: int) -> bool:
     """Whether pid is still this cluster's `name`, not a recycled PID or a zombie."""
     # Reap it if it is our exited child: a zombie still passes kill(pid, 0).
     with suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+    argv = _cmdline(pid)
+    if argv is None:
         return False
     # Every process is given a path under its state dir: that tells clusters apart.
     # Extra processes (spawn()) may be scripts whose argv[0] is their interpreter.
@@ -382,7 +400,7 @@ def _wait_for(state: _State, what: str, ready: Callable[[], bool], deadline: flo
 
 def _argv(state: _State, ports: dict[str, int], k8s_bin: Path) -> dict[str, list[str]]:
     pki, kwok_version = state.pki, _versions()["KWOK_VERSION"]
-    etcd = str(_cache_dir() / f"etcd-{_versions()['ETCD_VERSION']}" / "bin" / "etcd")
+    etcd = str(cache_dir() / f"etcd-{_versions()['ETCD_VERSION']}" / "bin" / "etcd")
     etcd_url = f"http://127.0.0.1:{ports['etcd-client']}"
     peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
 
@@ -428,7 +446,7 @@ def _argv(state: _State, ports: dict[str, int], k8s_bin: Path) -> dict[str, list
         ],
         "kube-scheduler": client("kube-scheduler"),
         "kwok": [
-            str(_cache_dir() / f"kwok-{kwok_version}" / "bin" / "kwok"),
+            str(cache_dir() / f"kwok-{kwok_version}" / "bin" / "kwok"),
             f"--kubeconfig={state.component_kubeconfig('admin')}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector={}={}".format(*KWOK_ANNOTATION),
@@ -628,12 +646,8 @@ def start_process(dir: Path, name: str, argv: list[str]) -> int:
         raise ClusterError(f"cannot start {name}: {argv[0]} is not installed")
     _spawn(state, name, [program, *argv[1:]])
     pid = int(state.pid_file(name).read_text())
-    # A wrapper that execs its command (sh, nsenter) has an empty cmdline for a moment.
-    deadline = time.monotonic() + 2
-    while not _owned(state, name, pid):
-        if time.monotonic() > deadline or not Path(f"/proc/{pid}").exists():
-            raise ClusterError(f"{name} exited at once; see {state.log(name)}")
-        time.sleep(0.02)
+    if not _owned(state, name, pid):
+        raise ClusterError(f"{name} exited at once; see {state.log(name)}")
     return pid
 
 

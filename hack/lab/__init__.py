@@ -39,13 +39,13 @@ from typing import Any
 import localcluster
 from lab import images, net, proxies
 from lab import node as nodes
-from lab.node import API_ADDRESS, API_PORT, NODE_GATEWAY, Node, Paths
+from lab.node import API_ADDRESS, API_PORT, NODE_GATEWAY, NODE_NETWORK, Node, Paths
 
 HACK_DIR = Path(__file__).resolve().parent.parent
 REPO = HACK_DIR.parent
 LB = "lb"
 CDN = "cdn"
-LB_ADDRESS = "10.200.0.1"  # the load balancer's address on the node network
+LB_ADDRESS = NODE_GATEWAY  # the load balancer's address on the node network
 CLIENT_NETWORK = "198.51.100"
 CDN_NETWORK = "198.18.0"
 CDN_ADDRESS = f"{CDN_NETWORK}.10"
@@ -59,17 +59,6 @@ APPS = "lab"
 ECHO_PORT = 8080
 PAUSE_IMAGE = "edgeoperator.dev/lab/pause:v1"
 ECHO_IMAGE = "edgeoperator.dev/lab/echo:v1"
-#: Debian packages the lab runs, by the command each provides.
-PACKAGES = {
-    "containerd": "containerd",
-    "runc": "runc",
-    "/usr/lib/cni/bridge": "containernetworking-plugins",
-    "socat": "socat",
-    "nft": "nftables",
-    "iptables": "iptables",
-    "conntrack": "conntrack",
-    "haproxy": "haproxy",
-}
 #: Marks this machine's one lab: its state directory. Names and addresses are fixed.
 OWNER_FILE = Path("/run/edge-operator-lab")
 LOCK_FILE = Path("/run/edge-operator-lab.lock")
@@ -136,11 +125,6 @@ class Topology:
 
 
 # --- binaries and images -------------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """Where built tools are kept: $EDGE_OPERATOR_CACHE, else ~/.cache/edge-operator."""
-    return Path(os.environ.get("EDGE_OPERATOR_CACHE") or Path.home() / ".cache/edge-operator")
 
 
 def traefik_image() -> str:
@@ -258,7 +242,7 @@ def _network(topology: Topology) -> None:
 
 
 def node_network() -> str:
-    return f"{LB_ADDRESS.rsplit('.', 1)[0]}.0"
+    return f"{NODE_NETWORK}.0"
 
 
 def _node_network(topology: Topology, node: Node) -> None:
@@ -297,19 +281,6 @@ def _start(root: Path, name: str, argv: list[str]) -> int:
         raise LabError(str(error)) from error
 
 
-def _exited(root: Path, name: str) -> bool:
-    """Whether the lab's process ``name`` has exited.
-
-    A node's daemon is started through two execs (sh, nsenter), and during an exec its
-    command line reads empty: only a process unrecognisable three times is gone.
-    """
-    for _ in range(3):
-        if localcluster.process_pid(root, name) is not None:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def _wait(
     what: str, ready: Callable[[], object], root: Path, timeout: float = START_TIMEOUT
 ) -> None:
@@ -325,7 +296,7 @@ def _wait(
         except (OSError, http.client.HTTPException, KeyError, ValueError):
             pass
         for pid_file in sorted((root / "pids").glob("*.pid")):
-            if _exited(root, pid_file.stem):
+            if localcluster.process_pid(root, pid_file.stem) is None:
                 log = localcluster.log_path(root, pid_file.stem)
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
                 raise LabError(
@@ -471,7 +442,7 @@ def _echo_ready(api: localcluster.Api, topology: Topology) -> bool:
 
 
 def default_dir() -> Path:
-    return Path(os.environ.get("EDGE_OPERATOR_LAB_DIR") or cache_dir() / "lab")
+    return Path(os.environ.get("EDGE_OPERATOR_LAB_DIR") or localcluster.cache_dir() / "lab")
 
 
 def up(root: Path, edges: int = 2, workers: int = 2, zones: int = 2, clients: int = 2) -> Lab:
@@ -509,7 +480,9 @@ def up(root: Path, edges: int = 2, workers: int = 2, zones: int = 2, clients: in
 
 def _up(root: Path, topology: Topology) -> Lab:
     bins = build()
-    archives = [images.archive(image, cache_dir() / "lab-images") for image in _images(bins)]
+    archives = [
+        images.archive(image, localcluster.cache_dir() / "lab-images") for image in _images(bins)
+    ]
     cluster_dir = root / "cluster"
     try:
         localcluster.up(cluster_dir, nodes=0)
@@ -673,9 +646,6 @@ class Lab:
     def operator_kubeconfig(self) -> Path:
         return localcluster.operator_kubeconfig(self.cluster_dir)
 
-    def node_paths(self, name: str) -> Paths:
-        return Paths(self.root, self.topology.node(name))
-
     def request(
         self,
         client: str,
@@ -752,9 +722,10 @@ class Lab:
             )
             return {pid for pid in pids if pid is not None}
 
-        used = {node.name: rss(nodes.cgroup_pids(node)) for node in self.topology.nodes}
+        per_node = {node.name: nodes.cgroup_pids(node) for node in self.topology.nodes}
+        used = {name: rss(pids) for name, pids in per_node.items()}
         used["control plane"] = rss(started(self.cluster_dir))
-        node_daemons = {pid for node in self.topology.nodes for pid in nodes.cgroup_pids(node)}
+        node_daemons = set().union(*per_node.values())
         used["load balancer, CDN, API socket"] = rss(started(self.root) - node_daemons)
         return used
 

@@ -32,6 +32,7 @@ import signal
 import time
 import urllib.error
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,16 +109,21 @@ class LoadBalancer:
     def _get(self, path: str) -> Any:
         return json.loads(self.api.call("GET", path))
 
-    def _gateway_check(self, service: dict[str, Any]) -> tuple[int, int]:
-        name = (service["metadata"].get("labels") or {}).get(GATEWAY_LABEL)
-        if name:
-            try:
-                gw = self._get(f"/apis/edgeoperator.dev/v1alpha1/edgegateways/{name}")
+    def _gateway_checks(self) -> dict[str, tuple[int, int]]:
+        """Each EdgeGateway's (intervalSeconds, unhealthyThreshold); none without the CRD."""
+        try:
+            gateways = self._get("/apis/edgeoperator.dev/v1alpha1/edgegateways")["items"]
+        except urllib.error.HTTPError:
+            return {}
+        checks = {}
+        for gw in gateways:
+            with suppress(KeyError, TypeError, ValueError):
                 check = gw["spec"]["rollout"]["loadBalancerHealthCheck"]
-                return int(check["intervalSeconds"]), int(check["unhealthyThreshold"])
-            except (urllib.error.HTTPError, KeyError, TypeError, ValueError):
-                pass
-        return DEFAULT_INTERVAL, DEFAULT_THRESHOLD
+                checks[gw["metadata"]["name"]] = (
+                    int(check["intervalSeconds"]),
+                    int(check["unhealthyThreshold"]),
+                )
+        return checks
 
     def sync(self) -> None:
         """Read Services and Nodes; publish addresses; work out what to serve."""
@@ -139,6 +145,7 @@ class LoadBalancer:
             for s in services
             for i in (s.get("status", {}).get("loadBalancer", {}).get("ingress") or [])
         }
+        checks = self._gateway_checks() if services else {}
         wanted = {}
         for svc in services:
             meta, spec = svc["metadata"], svc["spec"]
@@ -160,7 +167,8 @@ class LoadBalancer:
                 )
                 log.info("%s: address %s", key, vip)
             annotations = meta.get("annotations") or {}
-            interval, threshold = self._gateway_check(svc)
+            gateway = (meta.get("labels") or {}).get(GATEWAY_LABEL, "")
+            interval, threshold = checks.get(gateway, (DEFAULT_INTERVAL, DEFAULT_THRESHOLD))
             interval = _int(annotations.get(INTERVAL_ANNOTATION), self.interval or interval)
             threshold = _int(annotations.get(THRESHOLD_ANNOTATION), self.threshold or threshold)
             local = spec.get("externalTrafficPolicy") == "Local"
@@ -327,16 +335,16 @@ class LoadBalancer:
     def run(self) -> None:
         next_sync = 0.0
         while True:
-            now = time.monotonic()
-            if now >= next_sync:
-                next_sync = now + SYNC_SECONDS
+            synced = time.monotonic() >= next_sync
+            if synced:
+                next_sync = time.monotonic() + SYNC_SECONDS
                 try:
                     self.sync()
                 except (OSError, urllib.error.HTTPError, http.client.HTTPException) as error:
                     log.warning("reading the cluster failed: %s", error)
             changed = self.check()
             self.forward()
-            if changed or now >= next_sync - SYNC_SECONDS / 2:
+            if changed or synced:
                 self.write_state()
             time.sleep(TICK_SECONDS)
 

@@ -99,7 +99,8 @@ def nft(ns: str, ruleset: str) -> None:
     run("nft", "-f", "-", ns=ns, input=ruleset)
 
 
-def _setns(host: str) -> None:
+def enter(host: str) -> None:
+    """Move the calling thread into the host's namespace (for a thread pool's initializer)."""
     libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(netns_path(host), os.O_RDONLY)
     try:
@@ -110,11 +111,6 @@ def _setns(host: str) -> None:
         os.close(fd)
 
 
-def enter(host: str) -> None:
-    """Move the calling thread into the host's namespace (for a thread pool's initializer)."""
-    _setns(host)
-
-
 def call_in(host: str, fn: Callable[[], T]) -> T:
     """Run ``fn`` in a new thread inside the host's namespace and return its result."""
     result: list[T] = []
@@ -122,7 +118,7 @@ def call_in(host: str, fn: Callable[[], T]) -> T:
 
     def target() -> None:
         try:
-            _setns(host)
+            enter(host)
             result.append(fn())
         except BaseException as exc:  # handed to the caller's thread
             error.append(exc)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import time
 from contextlib import suppress
@@ -360,8 +359,3 @@ def wrap(node_cgroup: str, ns: str, argv: list[str]) -> list[str]:
         "/bin/sh", "-c", script, "lab-run",
         f"{node_cgroup}/system", str(net.NETNS_DIR / ns), *argv,
     ]  # fmt: skip
-
-
-def clean_state(root: Path) -> None:
-    """Remove the nodes' files (after every mount below root is gone)."""
-    shutil.rmtree(root / "nodes", ignore_errors=True)

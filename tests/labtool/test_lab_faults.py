@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import lab
+import localcluster
 from lab import net
 from tests.dataplane.machine import leftovers, require_lab, shared_files
 
@@ -108,7 +109,7 @@ def test_a_name_in_use_is_refused_and_left_alone(short_tmp: Path) -> None:
 @pytest.fixture
 def broken_kubelet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A tool cache like the real one, whose kubelet exits at once."""
-    real = lab.cache_dir()
+    real = localcluster.cache_dir()
     lab.build()  # everything the lab runs is in the real cache
     fake = tmp_path / "cache"
     fake.mkdir()
