@@ -327,6 +327,19 @@ class Gateways:
         result: list[dict[str, Any]] = self.cluster.api.sanitize_for_serialization(found.items)
         return result
 
+    def wait_events(self, name: str, reasons: set[str], timeout: float = 20) -> set[str]:
+        """Wait until events with every one of ``reasons`` exist for the gateway.
+
+        The operator posts events in the background after the pass that caused them, so a
+        condition seen on the gateway may come before its events.
+        """
+
+        def seen() -> set[str] | None:
+            found = {str(e["reason"]) for e in self.events(name)}
+            return found if found >= reasons else None
+
+        return wait_for(seen, f"events {sorted(reasons)} of {name}", timeout=timeout)
+
     def delete(self, name: str, timeout: float = 60) -> None:
         ignore_not_found(
             lambda: self.cluster.custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)

@@ -88,8 +88,7 @@ def test_selector_labels_and_taints_exactly_the_matching_nodes(
         assert record["labels"] == {ROLE: None, GW: None}
     assert shape(cluster.node(other["metadata"]["name"])) == before[other["metadata"]["name"]]
 
-    reasons = {e["reason"] for e in gateways.events(f"sel-{unique}")}
-    assert {"NodeLabelled", "NodeTainted"} <= reasons
+    gateways.wait_events(f"sel-{unique}", {"NodeLabelled", "NodeTainted"})
     assert_no_kopf_marks(cluster)
 
     gateways.delete(f"sel-{unique}")
@@ -200,11 +199,7 @@ def test_refusals_change_nothing_and_do_not_flap(
     greedy = f"greedy-{unique}"
     gateways.create(greedy, {"nodes": {**pool(unique), "minWorkerNodes": 500}})
     gateways.wait_condition(greedy, "NodesConfigured", "False", "MinWorkerNodes")
-    wait_for(
-        lambda: {e["reason"] for e in gateways.events(greedy)} >= {"MinWorkerNodes"},
-        "a MinWorkerNodes Warning event",
-        timeout=20,
-    )
+    gateways.wait_events(greedy, {"MinWorkerNodes"})
     gateways.delete(greedy)
 
     for node in nodes:
@@ -234,7 +229,7 @@ def test_refusals_change_nothing_and_do_not_flap(
     assert len(warnings) == 1
     assert warnings[0]["type"] == "Warning"
     assert (warnings[0].get("count") or 1) == 1
-    assert {e["reason"] for e in gateways.events(empty)} >= {"NoEdgeNodes"}
+    gateways.wait_events(empty, {"NoEdgeNodes"})
 
 
 def test_preflight_names_daemonsets_without_the_toleration(
