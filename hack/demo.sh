@@ -16,12 +16,15 @@ if reason="$(python3 "$repo/hack/lab" preflight 2>&1)"; then
   python3 "$repo/hack/lab" up --dir "$lab_dir" | tail -n +2
   dir="$lab_dir/cluster"
   stop="make lab-down"
+  probe=on
 else
   mode=kwok
   echo "make demo: no lab of real nodes on this machine (${reason#lab: }); running on kwok nodes instead"
   dir="${CLUSTER_DIR:-$HOME/.cache/edge-operator/cluster}"
   python3 "$repo/hack/localcluster.py" up --dir "$dir" >/dev/null
   stop="make cluster-down"
+  # kwok nodes run no kube-proxy, and their addresses are not on this machine.
+  probe=off
 fi
 eval "$(python3 "$repo/hack/localcluster.py" env --dir "$dir")"
 
@@ -44,7 +47,8 @@ KUBECONFIG="$sa_kubeconfig" kubectl config set-context local --cluster=local \
 KUBECONFIG="$sa_kubeconfig" kubectl config use-context local >/dev/null
 chmod 600 "$sa_kubeconfig"
 python3 "$repo/hack/localcluster.py" spawn --dir "$dir" --name edge-operator -- \
-  "$repo/.venv/bin/python" -m edge_operator run --kubeconfig "$sa_kubeconfig"
+  "$repo/.venv/bin/python" -m edge_operator run --kubeconfig "$sa_kubeconfig" \
+  --probe-edge-nodes="$probe"
 
 kubectl apply -f "$repo/examples/basic.yaml"
 if [ "$mode" = kwok ]; then

@@ -315,7 +315,11 @@ def _start_node(
     ns = net.netns(node.name)
 
     def start(what: str, argv: list[str]) -> None:
-        _start(root, f"{node.name}-{what}", nodes.wrap(node.cgroup, ns, argv))
+        wrapped = nodes.wrap(node.cgroup, ns, argv)
+        # Kept so a daemon stopped on purpose (Lab.stop_daemon) starts again as it was.
+        (root / "argv").mkdir(exist_ok=True)
+        (root / "argv" / f"{node.name}-{what}.json").write_text(json.dumps(wrapped))
+        _start(root, f"{node.name}-{what}", wrapped)
 
     start(
         "api",
@@ -728,6 +732,19 @@ class Lab:
         node_daemons = set().union(*per_node.values())
         used["load balancer, CDN, API socket"] = rss(started(self.root) - node_daemons)
         return used
+
+    def stop_daemon(self, node: str, daemon: str) -> None:
+        """Stop one daemon of a node (kube-proxy, kubelet, containerd), by its PID."""
+        localcluster.stop_process(self.root, f"{node}-{daemon}")
+
+    def start_daemon(self, node: str, daemon: str) -> int:
+        """Start a stopped daemon of a node again, as the lab first started it."""
+        name = f"{node}-{daemon}"
+        pid = localcluster.process_pid(self.root, name)
+        if pid is None:
+            argv = json.loads((self.root / "argv" / f"{name}.json").read_text())
+            pid = _start(self.root, name, argv)
+        return pid
 
     def processes(self) -> Iterator[tuple[str, int | None]]:
         for pid_file in sorted((self.root / "pids").glob("*.pid")):

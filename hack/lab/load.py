@@ -3,8 +3,9 @@
 Half the requests go over one keep-alive connection (opened again after it breaks),
 half on a new connection each, so both what the load balancer does with new flows and
 what happens to established ones are seen. A failure is anything but a 2xx answer:
-a refused or reset connection, a timeout, a broken keep-alive connection, any non-2xx
-status (404s included). Each is kept with its time, so a test can say when it happened.
+a refused or reset connection, a timeout, a keep-alive connection that breaks after the
+answer began, any non-2xx status (404s included). Each is kept with its time, so a
+test can say when it happened.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from lab import net
+
+#: What a request on a reused connection meets when the server closed that connection
+#: while the request was on its way: end of file, a reset, or a write to a closed socket.
+CLOSED_IDLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 @dataclass
@@ -29,7 +34,8 @@ class Failure:
 class Results:
     ok: int = 0
     failures: list[Failure] = field(default_factory=list)
-    #: Requests sent again because the server had closed their idle keep-alive connection.
+    #: Requests sent again because the server had closed their idle keep-alive connection
+    #: before answering a byte (each is counted here, never as a success of its own).
     retried: int = 0
     started: float = 0.0
     stopped: float = 0.0
@@ -100,16 +106,20 @@ class Load:
 
     def _once(self, conn: http.client.HTTPConnection) -> str | None:
         reused = conn.sock is not None
+        answered = False
         try:
             conn.request("GET", "/json")
             response = conn.getresponse()
+            answered = True
             response.read()
         except (OSError, http.client.HTTPException) as error:
             conn.close()
-            if reused and isinstance(error, (http.client.RemoteDisconnected, BrokenPipeError)):
-                # The server had closed the idle connection before this request reached
-                # it: HTTP clients (Go's net/http, browsers) send an idempotent request
-                # again on a new connection then (RFC 9112 9.3.1), and so does this one.
+            if reused and not answered and isinstance(error, CLOSED_IDLE):
+                # The server closed the idle connection as this request reached it, and
+                # no byte of an answer came: HTTP clients send an idempotent request again
+                # on a new connection then (RFC 9112 9.3.1; Go's net/http in
+                # persistConn.shouldRetryRequest, for EOF and for a reset alike), and so
+                # does this one. A request on a new connection is never sent again.
                 with self.results.lock:
                     self.results.retried += 1
                 return self._once(conn)

@@ -579,6 +579,20 @@ class EdgeNodeStatus(Model):
     controller_pods: int = Field(
         default=0, ge=0, description="Ready controller pods of this gateway on the node."
     )
+    load_balancer_healthy: bool | None = Field(
+        default=None,
+        description=(
+            "The node's answer to the load balancer's health check, probed by the operator"
+            " the way a cloud load balancer does it, every"
+            " rollout.loadBalancerHealthCheck.intervalSeconds: an HTTP GET of"
+            " <node InternalIP>:<Service healthCheckNodePort>/healthz (kube-proxy's"
+            " <node>:10256/healthz under externalTrafficPolicy Cluster). true: HTTP 200;"
+            " false: the node answered anything else or refused the connection, so the"
+            " load balancer sends it no traffic; absent: not probed yet, probing is off"
+            " (operator flag --probe-edge-nodes=off), or the operator cannot reach the node"
+            " (see the EdgeNodesHealthy condition)."
+        ),
+    )
 
 
 class Address(Model):

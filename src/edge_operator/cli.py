@@ -85,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="full reconcile of every gateway this often, changes or not (default 300)",
     )
+    run.add_argument(
+        "--probe-edge-nodes",
+        choices=("on", "off"),
+        default="on",
+        help="probe every edge node's load-balancer health check (healthCheckNodePort) as the"
+        " load balancer does and report it in status; needs the operator to reach node"
+        " addresses (default on)",
+    )
     run.add_argument("--log-level", choices=LOG_LEVELS, default="INFO", help="default INFO")
     run.add_argument(
         "--log-format", choices=("plain", "json"), default="plain", help="default plain"
@@ -183,6 +191,7 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig
     # Read when the handlers are registered (the timer's interval), below.
     os.environ["EDGE_OPERATOR_RESYNC_SECONDS"] = str(args.resync_seconds)
+    os.environ["EDGE_OPERATOR_PROBE_EDGE_NODES"] = args.probe_edge_nodes
     import kopf  # noqa: PLC0415 - heavy; only `run` needs it
     import prometheus_client  # noqa: PLC0415
 

@@ -128,6 +128,9 @@ class NodeFacts:
     ready: bool = False
     unschedulable: bool = False
     resource_version: str = ""
+    #: The address a cloud load balancer health-checks: the first InternalIP, else the
+    #: first address of any type ("" when the node reports none).
+    address: str = ""
 
     @property
     def zone(self) -> str:
@@ -163,7 +166,29 @@ class NodeFacts:
             ready=is_true(conditions, "Ready"),
             unschedulable=bool(spec.get("unschedulable")),
             resource_version=meta.get("resourceVersion", ""),
+            address=_node_address(status.get("addresses") or []),
         )
+
+
+def _node_address(addresses: Iterable[Mapping[str, Any]]) -> str:
+    found = [a for a in addresses if a.get("address")]
+    internal = [a for a in found if a.get("type") == "InternalIP"]
+    return str((internal or found or [{"address": ""}])[0]["address"])
+
+
+@dataclass(frozen=True)
+class HealthProbe:
+    """One edge node's answer to the load balancer's health check, as the operator got it.
+
+    ``healthy``: True for HTTP 200; False when the node answered otherwise (another
+    status, a refused or reset connection, no answer after connecting); None when the
+    operator could not reach the node at all (no address, no route, connect timeout),
+    which says more about the operator's network reach than about the node.
+    """
+
+    healthy: bool | None
+    #: What was probed and what came back, e.g. "10.0.0.7:31514/healthz: HTTP 503".
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -256,3 +281,5 @@ class Facts:
     daemonsets: tuple[DaemonSetFacts, ...] = ()
     controller_pods: tuple[PodFacts, ...] = ()
     now: str = ""
+    #: Node -> the latest probe of its load-balancer health check; None: probing is off.
+    lb_health: Mapping[str, HealthProbe] | None = None

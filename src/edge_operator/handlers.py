@@ -11,6 +11,8 @@ Importing this module registers the handlers with kopf's default registry.
 - The objects a gateway owns (found by the edgeoperator.dev/gateway label) are
   followed the same way: any change to one, its status included, queues its
   gateway, so drift is corrected and status follows the rollout.
+- Each gateway's edge nodes are probed the way its load balancer health-checks them
+  (nodeprobe); a node whose verdict changes queues its gateway.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 import kopf
 
-from edge_operator import metrics, names, probes
+from edge_operator import metrics, names, nodeprobe, probes
 from edge_operator.desired.nodes import candidates, holder
 from edge_operator.desired.status import NODES_CONFIGURED
 from edge_operator.desired.workload import OWNED_KINDS
@@ -43,18 +45,28 @@ OWNED_RESOURCES = tuple((*KINDS[kind].group_version, KINDS[kind].plural) for kin
 RETRY_SECONDS = 10.0
 #: Node events closer together than this are handled in one pass.
 DEBOUNCE_SECONDS = 0.2
+#: Probe every edge node's load-balancer health check ("off": operator flag
+#: --probe-edge-nodes=off, for clusters where the operator cannot reach node addresses).
+PROBE_EDGE_NODES = os.environ.get("EDGE_OPERATOR_PROBE_EDGE_NODES", "on") != "off"
 
 
 class Runtime:
     """Operator-wide state, kept in kopf's memo."""
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, probe_edge_nodes: bool = PROBE_EDGE_NODES) -> None:
         self.cache = NodeCache()
-        self.reconciler = Reconciler(kube, self.cache)
         self.gateways: dict[str, GatewayFacts] = {}
+        self.prober = (
+            nodeprobe.Prober(lambda: self.gateways, self.cache.snapshot, self.poke)
+            if probe_edge_nodes
+            else None
+        )
+        self.reconciler = Reconciler(
+            kube, self.cache, lb_health=self.prober.results if self.prober else None
+        )
         self.pending: set[str] = set()
         self.wake = asyncio.Event()
-        self.worker: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
 
     def poke(self, *gateways: str) -> None:
         if gateways:
@@ -120,15 +132,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         raise kopf.TemporaryError(f"cannot list nodes: {error}", delay=RETRY_SECONDS) from error
     log.info("following %d nodes", count)
     probes.STATE.watching.set()
-    rt.worker = asyncio.create_task(rt.work())
+    rt.tasks.append(asyncio.create_task(rt.work()))
+    if rt.prober:
+        rt.tasks.append(asyncio.create_task(rt.prober.run()))
     memo["runtime"] = rt
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     rt = memo.get("runtime")
-    if isinstance(rt, Runtime) and rt.worker:
-        rt.worker.cancel()
+    if isinstance(rt, Runtime):
+        for task in rt.tasks:
+            task.cancel()
 
 
 # --- nodes: events only -------------------------------------------------------------------
@@ -155,10 +170,15 @@ async def node_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 
 
 async def owned_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    labels = event["object"].get("metadata", {}).get("labels") or {}
+    obj = event["object"]
+    labels = obj.get("metadata", {}).get("labels") or {}
     owner = labels.get(names.GATEWAY_LABEL)
-    if owner:
-        runtime(memo).poke(owner)
+    if not owner:
+        return
+    rt = runtime(memo)
+    if rt.prober and obj.get("kind") == "Service" and event["type"] != "DELETED":
+        rt.prober.service_seen(owner, obj)
+    rt.poke(owner)
 
 
 for _group, _version, _plural in OWNED_RESOURCES:

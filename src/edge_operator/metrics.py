@@ -66,6 +66,14 @@ LEADER = Gauge(
     ["name"],
 )
 
+EDGE_NODE_LB_HEALTHY = Gauge(
+    f"{PREFIX}_edge_node_lb_healthy",
+    "1 while the edge node passes the load balancer's health check as the operator probes it,"
+    " 0 while it fails; absent while the operator cannot reach the node.",
+    ["gateway", "node"],
+)
+_LB_HEALTH_SERIES: dict[str, set[str]] = {}
+
 #: Every per-gateway gauge, for forgetting a deleted gateway.
 _GATEWAY_GAUGES = (GATEWAY_READY, EDGE_NODES, EDGE_NODES_DESIRED, REPLICAS, READY_REPLICAS)
 
@@ -84,6 +92,21 @@ def observe_status(gateway: str, spec: Mapping[str, Any], status: Mapping[str, A
     READY_REPLICAS.labels(gateway).set(int(status.get("readyReplicas") or 0))
 
 
+def set_lb_health(gateway: str, verdicts: Mapping[str, bool | None]) -> None:
+    """The gateway's per-node health-check gauge, exactly for ``verdicts`` (None: absent)."""
+    known = {node for node, healthy in verdicts.items() if healthy is not None}
+    for node in _LB_HEALTH_SERIES.get(gateway, set()) - known:
+        EDGE_NODE_LB_HEALTHY.remove(gateway, node)
+    for node in known:
+        EDGE_NODE_LB_HEALTHY.labels(gateway, node).set(1 if verdicts[node] else 0)
+    _LB_HEALTH_SERIES[gateway] = known
+
+
+def forget_lb_health(gateway: str) -> None:
+    set_lb_health(gateway, {})
+    _LB_HEALTH_SERIES.pop(gateway, None)
+
+
 def forget(gateway: str) -> None:
     """Drop a deleted gateway's series."""
     for gauge in _GATEWAY_GAUGES:
@@ -91,6 +114,7 @@ def forget(gateway: str) -> None:
             gauge.remove(gateway)
         except KeyError:
             continue
+    forget_lb_health(gateway)
 
 
 def exported_names() -> set[str]:
@@ -103,6 +127,7 @@ def exported_names() -> set[str]:
         NODE_CHANGES,
         API_REQUESTS,
         LEADER,
+        EDGE_NODE_LB_HEALTHY,
         *_GATEWAY_GAUGES,
     ):
         for family in metric.describe():

@@ -19,7 +19,14 @@ from edge_operator.desired import nodes as node_rules
 from edge_operator.desired import status as status_rules
 from edge_operator.desired import workload as workload_rules
 from edge_operator.desired.objects import Action, Key, Owner, action
-from edge_operator.facts import DaemonSetFacts, Facts, GatewayFacts, NodeFacts, PodFacts
+from edge_operator.facts import (
+    DaemonSetFacts,
+    Facts,
+    GatewayFacts,
+    HealthProbe,
+    NodeFacts,
+    PodFacts,
+)
 from edge_operator.kube import ConflictError, Kube, KubeError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -117,10 +124,18 @@ class Preview:
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, cache: NodeCache, clock: Callable[[], str] = utcnow) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        cache: NodeCache,
+        clock: Callable[[], str] = utcnow,
+        lb_health: Callable[[str], Mapping[str, HealthProbe]] | None = None,
+    ) -> None:
         self.kube = kube
         self.cache = cache
         self.clock = clock
+        #: The latest load-balancer health probes of a gateway's nodes (None: probing off).
+        self.lb_health = lb_health
         self.lock = threading.Lock()
 
     def seed(self) -> int:
@@ -238,6 +253,7 @@ class Reconciler:
             daemonsets=daemonsets,
             controller_pods=tuple(PodFacts.from_api(p) for p in pods),
             now=self.clock(),
+            lb_health=self.lb_health(gw.name) if self.lb_health else None,
         )
 
     # --- the preview ------------------------------------------------------------------------

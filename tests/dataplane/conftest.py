@@ -51,6 +51,8 @@ def operator(
         running_lab.operator_kubeconfig,
         tmp_path_factory.mktemp("operator") / "log",
         resync_seconds=30,
+        metrics=True,
+        probe_edge_nodes=True,
     )
     process.start()
     yield process

@@ -27,11 +27,17 @@ class OperatorProcess:
         self,
         kubeconfig: Path,
         log: Path,
+        *,
         resync_seconds: float = 300,
         leader_election: bool = False,
         metrics: bool = False,
+        probe_edge_nodes: bool = False,
     ) -> None:
+        """``probe_edge_nodes``: off by default, because kwok nodes run no kube-proxy and
+        their addresses are not on this machine (no probe may leave it); the dataplane
+        tier, whose nodes are real, turns it on."""
         self.kubeconfig = kubeconfig
+        self.probe_edge_nodes = probe_edge_nodes
         self.log = log
         self.resync_seconds = resync_seconds
         self.leader_election = leader_election
@@ -66,6 +72,8 @@ class OperatorProcess:
                     str(self.resync_seconds),
                     "--log-level",
                     "DEBUG",
+                    "--probe-edge-nodes",
+                    "on" if self.probe_edge_nodes else "off",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -37,6 +37,7 @@ ALERT_NAMES = {
     "EdgeOperatorReconcileErrors",
     "EdgeGatewayEdgeNodesBelowDesired",
     "EdgeOperatorNoLeader",
+    "EdgeNodeFailsLoadBalancerHealthCheck",
 }
 
 _IDENTIFIER = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -138,7 +139,7 @@ def test_dashboard_shows_what_it_promises() -> None:
 # --- the alerts -----------------------------------------------------------------------------
 
 
-def test_alerts_are_the_four_with_duration_severity_and_runbook() -> None:
+def test_alerts_are_the_five_with_duration_severity_and_runbook() -> None:
     rules = alert_rules()
     assert set(rules) == ALERT_NAMES
     for name, rule in rules.items():

@@ -10,7 +10,7 @@ from edge_operator import api
 from edge_operator.desired.nodes import NodeDecision, desired_taint
 from edge_operator.desired.objects import Action, Key
 from edge_operator.desired.service import addresses
-from edge_operator.facts import Facts, is_true
+from edge_operator.facts import Facts, HealthProbe, is_true
 
 READY = "Ready"
 NODES_CONFIGURED = "NodesConfigured"
@@ -18,8 +18,10 @@ TAINT_SAFE = "TaintSafe"
 CONTROLLER_AVAILABLE = "ControllerAvailable"
 LOAD_BALANCER_READY = "LoadBalancerReady"
 CLIENT_IP_PRESERVED = "ClientIPPreserved"
-#: Conditions that warn without holding Ready back.
-WARNINGS = frozenset({TAINT_SAFE, CLIENT_IP_PRESERVED})
+EDGE_NODES_HEALTHY = "EdgeNodesHealthy"
+#: Conditions that warn without holding Ready back. (An edge node failing its health
+#: check costs capacity, not service: the load balancer sends to the others.)
+WARNINGS = frozenset({TAINT_SAFE, CLIENT_IP_PRESERVED, EDGE_NODES_HEALTHY})
 #: Reasons that need someone to act: the phase is Degraded, not Provisioning.
 DEGRADED_REASONS = frozenset(
     {
@@ -34,6 +36,9 @@ DEGRADED_REASONS = frozenset(
         "NodeChangeDenied",
     }
 )
+
+
+_UNPROBED = HealthProbe(None, "not probed")
 
 
 @dataclass(frozen=True)
@@ -261,6 +266,66 @@ def client_ip_condition(spec: api.EdgeGatewaySpec) -> Cond:
     )
 
 
+def serving_nodes(facts: Facts, selected: Sequence[str]) -> list[str]:
+    """The edge nodes that should pass the load balancer's health check now.
+
+    Under Local: those with a ready controller pod that is not terminating (kube-proxy's
+    health check fails, rightly, on a node whose pod is leaving). Under Cluster:
+    every Ready edge node (kube-proxy's own health).
+    """
+    spec = facts.gateway.spec
+    assert spec is not None
+    if spec.service.external_traffic_policy == "Cluster":
+        return [n for n in selected if n in facts.nodes and facts.nodes[n].ready]
+    serving = {p.node_name for p in facts.controller_pods if p.ready and not p.terminating}
+    return [n for n in selected if n in serving]
+
+
+def lb_health_condition(facts: Facts, selected: Sequence[str]) -> Cond | None:
+    """Whether the edge nodes that should serve pass the load balancer's health check
+    (None: probing is off)."""
+    health = facts.lb_health
+    if health is None:
+        return None
+    serving = serving_nodes(facts, selected)
+    failing = [n for n in serving if n in health and health[n].healthy is False]
+    if failing:
+        return Cond(
+            EDGE_NODES_HEALTHY,
+            "False",
+            "EdgeNodeUnhealthy",
+            f"edge node(s) {', '.join(failing)} fail the load balancer's health check, so the"
+            " load balancer sends them no traffic although a controller pod runs there ("
+            + "; ".join(f"{n}: {health[n].detail}" for n in failing)
+            + "); check kube-proxy on the node",
+        )
+    unknown = [n for n in serving if n not in health or health[n].healthy is None]
+    if unknown:
+        details = "; ".join(
+            f"{n}: {health[n].detail}" if n in health else f"{n}: not probed yet" for n in unknown
+        )
+        return Cond(
+            EDGE_NODES_HEALTHY,
+            "Unknown",
+            "HealthCheckUnreachable",
+            f"the operator cannot probe the health check of edge node(s) {', '.join(unknown)}"
+            f" ({details}); it needs to reach the nodes' addresses (README: Network reach)",
+        )
+    if not serving:
+        return Cond(
+            EDGE_NODES_HEALTHY,
+            "Unknown",
+            "NoServingEdgeNodes",
+            "no edge node has a ready controller pod to health-check yet",
+        )
+    return Cond(
+        EDGE_NODES_HEALTHY,
+        "True",
+        "HealthChecksPassing",
+        "every edge node with a ready controller pod passes the load balancer's health check",
+    )
+
+
 def ready_condition(conditions: Sequence[Cond]) -> Cond:
     """Ready when every condition it depends on is True (warnings do not count)."""
     blocking = [c for c in conditions if c.type not in WARNINGS and c.status != "True"]
@@ -305,6 +370,8 @@ def gateway_status(
         load_balancer_condition(workload),
         client_ip_condition(spec),
     ]
+    if health := lb_health_condition(facts, decision.selected):
+        wanted.append(health)
     conditions = [ready_condition(wanted), *wanted]
     pods: dict[str, int] = {}
     for pod in facts.controller_pods:
@@ -316,7 +383,8 @@ def gateway_status(
             zone=facts.nodes[name].zone if name in facts.nodes else "",
             ready=facts.nodes[name].ready if name in facts.nodes else False,
             controller_pods=pods.get(name, 0),
-        ).model_dump(by_alias=True)
+            load_balancer_healthy=(facts.lb_health or {}).get(name, _UNPROBED).healthy,
+        ).model_dump(by_alias=True, exclude_none=True)
         for name in decision.selected
     ]
     deploy = workload.objects.get(workload.deployment) if workload.deployment else None
