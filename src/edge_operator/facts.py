@@ -131,6 +131,8 @@ class NodeFacts:
     #: The address a cloud load balancer health-checks: the first InternalIP, else the
     #: first address of any type ("" when the node reports none).
     address: str = ""
+    #: metadata.deletionTimestamp is set (a finalizer holds the Node).
+    deleting: bool = False
 
     @property
     def zone(self) -> str:
@@ -148,6 +150,16 @@ class NodeFacts:
     @property
     def schedulable(self) -> bool:
         return self.ready and not self.unschedulable
+
+    @property
+    def leaving(self) -> bool:
+        """Cordoned (drained), being deleted, or marked for deletion by cluster-autoscaler:
+        the load balancer should stop sending to it before its controller pod goes."""
+        return (
+            self.unschedulable
+            or self.deleting
+            or any(t.key == names.AUTOSCALER_DELETE_TAINT for t in self.taints)
+        )
 
     @classmethod
     def from_api(cls, node: Mapping[str, Any]) -> NodeFacts:
@@ -167,6 +179,7 @@ class NodeFacts:
             unschedulable=bool(spec.get("unschedulable")),
             resource_version=meta.get("resourceVersion", ""),
             address=_node_address(status.get("addresses") or []),
+            deleting=bool(meta.get("deletionTimestamp")),
         )
 
 

@@ -30,6 +30,12 @@ FINALIZER: Final = f"{GROUP}/node-restore"
 DEFAULT_ROLE_LABEL: Final = "node-role.kubernetes.io/edge"
 DEFAULT_NAMESPACE: Final = "edge-system"
 ZONE_LABEL: Final = "topology.kubernetes.io/zone"
+#: Cloud load-balancer controllers leave a node with this label out of every load
+#: balancer (k8s.io/cloud-provider service controller, KEP-1143); only its presence counts.
+EXCLUDE_LB_LABEL: Final = "node.kubernetes.io/exclude-from-external-load-balancers"
+#: The taint cluster-autoscaler puts on a node it is about to delete (KEP-3836 makes
+#: kube-proxy's health check fail on such nodes too).
+AUTOSCALER_DELETE_TAINT: Final = "ToBeDeletedByClusterAutoscaler"
 HOSTNAME_LABEL: Final = "kubernetes.io/hostname"
 
 #: Annotation on an edge node: JSON record of every label and taint the operator

@@ -147,6 +147,16 @@ def test_node_policy_denies_the_service_account_a_foreign_taint(
 
     # RBAC lets the ServiceAccount patch nodes; the policy refuses a taint not its own.
     foreign = {"key": "example.com/not-ours", "effect": "NoSchedule"}
+
+    def enforced() -> bool:
+        """A policy just installed takes the API server a moment to load (dry run: no change)."""
+        try:
+            core.patch_node(node_name, {"spec": {"taints": [*taints, foreign]}}, dry_run="All")
+        except ApiException as error:
+            return bool(error.status == 403)
+        return False
+
+    wait_for(enforced, "the node policy in force", timeout=30)
     with pytest.raises(ApiException) as denied:
         core.patch_node(node_name, {"spec": {"taints": [*taints, foreign]}})
     assert denied.value.status == 403
@@ -165,11 +175,14 @@ def test_node_policy_denies_the_service_account_a_foreign_taint(
     core.patch_node(
         node_name,
         {
-            "metadata": {"labels": {names.DEFAULT_ROLE_LABEL: ""}},
+            "metadata": {"labels": {names.DEFAULT_ROLE_LABEL: "", names.EXCLUDE_LB_LABEL: "true"}},
             "spec": {"taints": [*taints, own]},
         },
     )
     assert own in cluster.node(node_name)["spec"]["taints"]
+    # The load-balancer exclusion of a leaving edge node is the operator's to set and remove.
+    core.patch_node(node_name, {"metadata": {"labels": {names.EXCLUDE_LB_LABEL: None}}})
+    assert names.EXCLUDE_LB_LABEL not in cluster.node(node_name)["metadata"]["labels"]
 
 
 def _previous_chart(tmp_path: Path) -> tuple[Path, str]:

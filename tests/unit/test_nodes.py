@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -352,3 +353,57 @@ def test_record_round_trip_and_garbage() -> None:
     assert NodeRecord.from_json(record.to_json()) == record
     assert NodeRecord.from_json("not json") is None
     assert NodeRecord.from_json('{"labels": {}}') is None
+
+
+# --- leaving edge nodes -------------------------------------------------------------------
+
+EXCLUDE = names.EXCLUDE_LB_LABEL
+
+
+def _configured(gw: GatewayFacts, n: NodeFacts, *others: NodeFacts) -> NodeFacts:
+    decision = rules.decide(facts(gw, [n, *others, worker("w")]))
+    update = next((u for u in decision.updates if u.name == n.name), None)
+    return apply(n, update)
+
+
+def test_a_cordoned_edge_node_is_excluded_from_load_balancers_and_restored_after() -> None:
+    gw = gateway()
+    edge = _configured(gw, node("a"))
+    assert EXCLUDE not in edge.labels
+    cordoned = _configured(gw, replace(edge, unschedulable=True))
+    assert cordoned.labels[EXCLUDE] == "true"
+    assert cordoned.record is not None
+    assert cordoned.record.labels[EXCLUDE] is None
+    back = _configured(gw, replace(cordoned, unschedulable=False))
+    assert EXCLUDE not in back.labels
+    assert back.record is not None
+    assert EXCLUDE not in back.record.labels
+    assert rules.decide(facts(gw, [back, worker("w")])).updates == ()
+
+
+def test_a_value_set_before_is_kept_and_put_back() -> None:
+    gw = gateway()
+    edge = _configured(gw, node("a", labels={EXCLUDE: "yes"}), node("b"))
+    leaving = _configured(gw, replace(edge, unschedulable=True))
+    assert leaving.labels[EXCLUDE] == "true"
+    back = _configured(gw, replace(leaving, unschedulable=False))
+    assert back.labels[EXCLUDE] == "yes"
+    restored = apply(back, rules.restore(back))
+    assert restored.labels[EXCLUDE] == "yes"
+
+
+def test_nodes_being_deleted_or_scaled_in_are_leaving() -> None:
+    gw = gateway()
+    deleting = _configured(gw, replace(node("a"), deleting=True))
+    assert deleting.labels[EXCLUDE] == "true"
+    marked = replace(node("b"), taints=(Taint(names.AUTOSCALER_DELETE_TAINT, "NoSchedule"),))
+    assert _configured(gw, marked).labels[EXCLUDE] == "true"
+    assert not node("c").leaving
+
+
+def test_restore_of_a_cordoned_edge_node_removes_the_exclusion() -> None:
+    gw = gateway()
+    cordoned = _configured(gw, replace(_configured(gw, node("a")), unschedulable=True))
+    restored = apply(cordoned, rules.restore(cordoned))
+    assert EXCLUDE not in restored.labels
+    assert names.GATEWAY_LABEL not in restored.labels

@@ -17,6 +17,12 @@ Rules (also in the README and the CRD descriptions):
   empty one. A refusal changes nothing, not even nodes that left the selection.
 - Each change to a node is one resourceVersion-checked patch carrying the labels,
   the taints and the record annotation, so a node is never half-configured.
+- An edge node that is leaving (cordoned, as ``kubectl drain`` does first; being
+  deleted; or tainted ToBeDeletedByClusterAutoscaler) also gets
+  ``node.kubernetes.io/exclude-from-external-load-balancers: "true"``, recorded and
+  restored like the other labels once it is back, so cloud load balancers stop sending
+  to it while its controller pod still serves (that pod's preStop delay covers the
+  load balancer's health checks as well).
 """
 
 from __future__ import annotations
@@ -350,7 +356,8 @@ def decide(facts: Facts) -> NodeDecision:
                 node_taint = None
                 pending.append(node.name)
         # Labels go on at once, so the controller pod can be scheduled on the node.
-        if update := configure(node, me, labels, node_taint):
+        node_labels = {**labels, names.EXCLUDE_LB_LABEL: "true"} if node.leaving else labels
+        if update := configure(node, me, node_labels, node_taint):
             updates.append(update)
     updates.extend(restore(n) for n in sorted(held, key=lambda n: n.name) if n.name not in chosen)
     return NodeDecision(
