@@ -69,15 +69,21 @@ class Traffic:
         client_ip: dict[str, Any] | None = None,
         service: dict[str, Any] | None = None,
         rollout: dict[str, Any] | None = None,
+        nodes: list[str] | None = None,
     ) -> Gateway:
         """Create a gateway on the lab's edge candidates and wait until it serves.
 
         Serving means: Ready, its Service has the load balancer's address, the load
         balancer finds every edge node healthy, and a request through it reaches the
         echo backend (Traefik reports ready on /ping before it has loaded its routes).
+        ``nodes``: edge nodes by name (default: every edge candidate, by selector).
         """
         spec: dict[str, Any] = {
-            "nodes": {"selector": {"matchLabels": {"nodepool": "edge"}}},
+            "nodes": (
+                {"names": nodes}
+                if nodes is not None
+                else {"selector": {"matchLabels": {"nodepool": "edge"}}}
+            ),
             "rollout": rollout or {"loadBalancerHealthCheck": FAST_CHECK},
         }
         if client_ip:
@@ -90,8 +96,8 @@ class Traffic:
         gw = self._describe(name)
         # Under Cluster the load balancer checks kube-proxy itself: every node passes.
         everywhere = (service or {}).get("externalTrafficPolicy") == "Cluster"
-        serving = self.lab.topology.nodes if everywhere else self.lab.topology.edges
-        self.wait_healthy(name, {n.name for n in serving})
+        serving = {n.name for n in self.lab.topology.nodes if everywhere or n.pool == "edge"}
+        self.wait_healthy(name, serving if everywhere or nodes is None else set(nodes))
         self.wait_serving(gw)
         return gw
 

@@ -1,0 +1,189 @@
+"""Edge nodes that come and go under load: drained, taken out of the selection, added.
+
+The load runs the whole time (half keep-alive, half new connections, >= 50 requests/s)
+through the lab's load balancer, and every failure counts, 404s included. A watcher
+notes every 50 ms when the load balancer stops sending to a node and when that node's
+controller pod is gone, so a test can say which came first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from edge_operator import names
+from lab.load import Load, Results
+from tests.dataplane.traffic import NS, Traffic
+from tests.e2e.cluster import condition, wait_for
+
+CONTROLLER = f"{names.COMPONENT_LABEL}=controller"
+
+
+class Watcher:
+    """When the load balancer stopped sending to ``node``, and when the gateway's
+    controller pods on it were all gone (deleted from the API: their containers ended)."""
+
+    def __init__(self, traffic: Traffic, gateway: str, node: str) -> None:
+        self.traffic, self.gateway, self.node = traffic, gateway, node
+        self.excluded_at: float | None = None
+        self.pods_gone_at: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        selector = f"{names.GATEWAY_LABEL}={self.gateway},{CONTROLLER}"
+        while not self._stop.wait(0.05):
+            now = time.monotonic()
+            if self.excluded_at is None and not self.traffic.lb_health(self.gateway).get(self.node):
+                self.excluded_at = now
+            if self.pods_gone_at is None:
+                try:
+                    pods = self.traffic.cluster.pods(NS, selector)
+                except ApiException:
+                    continue
+                if not [p for p in pods if p["spec"].get("nodeName") == self.node]:
+                    self.pods_gone_at = now
+
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _evict_through_the_pdb(traffic: Traffic, gateway: str, node: str) -> int:
+    """`kubectl drain` after its cordon: evict each controller pod on the node, retrying
+    while the PodDisruptionBudget refuses (429). Returns the number of refusals."""
+    refused = 0
+    selector = f"{names.GATEWAY_LABEL}={gateway},{CONTROLLER}"
+    for pod in traffic.cluster.pods(NS, selector):
+        if pod["spec"].get("nodeName") != node:
+            continue
+        body = {"metadata": {"name": pod["metadata"]["name"], "namespace": NS}}
+        while True:
+            try:
+                traffic.cluster.core.create_namespaced_pod_eviction(
+                    pod["metadata"]["name"], NS, body
+                )
+                break
+            except ApiException as error:
+                if error.status != 429:
+                    raise
+                refused += 1
+                time.sleep(1)
+    return refused
+
+
+def _serving_on(traffic: Traffic, gateway: str) -> set[str]:
+    return set(traffic.controller_pod_ips(gateway).values())
+
+
+def _report(what: str, results: Results, extra: str = "") -> None:
+    print(f"{what}: {results.summary()}{'; ' + extra if extra else ''}")
+    assert results.rate >= 50
+    assert [(f.kind, f.connection) for f in results.failures] == []
+
+
+def test_drained_edge_node_leaves_the_load_balancer_first_and_comes_back(
+    traffic: Traffic, unique: str
+) -> None:
+    name = f"drain-{unique}"
+    gw = traffic.gateway(name)
+    edges = sorted(n.name for n in traffic.lab.topology.edges)
+    victim = edges[0]
+    core = traffic.cluster.core
+
+    with (
+        Load(traffic.lab.topology.clients[0].name, gw.address, rate=60) as load,
+        Watcher(traffic, name, victim) as watcher,
+    ):
+        time.sleep(2)
+        core.patch_node(victim, {"spec": {"unschedulable": True}})
+        cordoned = time.monotonic()
+        refused = _evict_through_the_pdb(traffic, name, victim)
+        wait_for(lambda: watcher.pods_gone_at, f"the controller pod on {victim} gone", 120)
+        labels = traffic.cluster.node(victim)["metadata"]["labels"]
+        time.sleep(2)
+        core.patch_node(victim, {"spec": {"unschedulable": False}})
+        uncordoned = time.monotonic()
+        wait_for(
+            lambda: victim in _serving_on(traffic, name), f"a ready pod on {victim} again", 120
+        )
+        traffic.wait_healthy(name, set(edges))
+        back = time.monotonic() - uncordoned
+        after = traffic.cluster.node(victim)["metadata"]["labels"]
+        time.sleep(3)
+    results = load.stop()
+    assert watcher.excluded_at is not None
+    assert watcher.pods_gone_at is not None
+    _report(
+        f"{victim} cordoned and drained ({refused} evictions refused by the PDB) and back",
+        results,
+        f"load balancer stopped sending {watcher.excluded_at - cordoned:.2f} s after the cordon,"
+        f" the pod was gone after {watcher.pods_gone_at - cordoned:.2f} s; serving again"
+        f" {back:.1f} s after the uncordon",
+    )
+    assert labels[names.EXCLUDE_LB_LABEL] == "true"
+    assert watcher.excluded_at < watcher.pods_gone_at
+    assert names.EXCLUDE_LB_LABEL not in after
+
+
+def test_edge_node_out_of_the_selection_and_a_new_one_in(traffic: Traffic, unique: str) -> None:
+    name = f"sel-{unique}"
+    edges = sorted(n.name for n in traffic.lab.topology.edges)
+    gw = traffic.gateway(name, nodes=edges)
+    leaving, staying = edges
+
+    with (
+        Load(traffic.lab.topology.clients[0].name, gw.address, rate=60) as load,
+        Watcher(traffic, name, leaving) as watcher,
+    ):
+        time.sleep(2)
+        traffic.gateways.patch(name, {"spec": {"nodes": {"names": [staying]}}})
+        changed = time.monotonic()
+        wait_for(lambda: watcher.pods_gone_at, f"the controller pod on {leaving} gone", 120)
+        traffic.wait_healthy(name, {staying})
+        wait_for(
+            lambda: (
+                names.GATEWAY_LABEL
+                not in traffic.cluster.node(leaving)["metadata"].get("labels", {})
+            ),
+            f"{leaving} restored",
+        )
+        out = load.stop()
+    assert watcher.excluded_at is not None
+    assert watcher.pods_gone_at is not None
+    _report(
+        f"{leaving} out of the selection",
+        out,
+        f"load balancer stopped sending {watcher.excluded_at - changed:.2f} s after the change,"
+        f" the pod was gone after {watcher.pods_gone_at - changed:.2f} s",
+    )
+    assert watcher.excluded_at < watcher.pods_gone_at
+
+    # And back in: the load balancer may send to it only once its pod serves routes.
+    before = traffic.lab.from_internet()[leaving]
+    with Load(traffic.lab.topology.clients[0].name, gw.address, rate=60) as load:
+        time.sleep(2)
+        traffic.gateways.patch(name, {"spec": {"nodes": {"names": edges}}})
+        added = time.monotonic()
+        wait_for(lambda: leaving in _serving_on(traffic, name), f"a ready pod on {leaving}", 120)
+        traffic.wait_healthy(name, set(edges))
+        healthy = time.monotonic() - added
+        time.sleep(5)
+        status: dict[str, Any] = traffic.gateways.get(name)
+    results = load.stop()
+    received = traffic.lab.from_internet()[leaving] - before
+    _report(
+        f"{leaving} added back",
+        results,
+        f"the load balancer sent to it {healthy:.1f} s after the change; it received"
+        f" {received} packets from the internet",
+    )
+    assert received > 0
+    assert condition(status, "Ready")["status"] == "True"  # type: ignore[index]
