@@ -133,6 +133,7 @@ class NodeFacts:
     address: str = ""
     #: metadata.deletionTimestamp is set (a finalizer holds the Node).
     deleting: bool = False
+    finalizers: tuple[str, ...] = ()
 
     @property
     def zone(self) -> str:
@@ -180,6 +181,7 @@ class NodeFacts:
             resource_version=meta.get("resourceVersion", ""),
             address=_node_address(status.get("addresses") or []),
             deleting=bool(meta.get("deletionTimestamp")),
+            finalizers=tuple(meta.get("finalizers") or ()),
         )
 
 

@@ -9,8 +9,9 @@ Importing this module registers the handlers with kopf's default registry.
   matters to a gateway (it holds the node, selects it, or is waiting for nodes)
   queues that gateway for a pass; a burst of changes becomes one pass.
 - The objects a gateway owns (found by the edgeoperator.dev/gateway label) are
-  followed the same way: any change to one, its status included, queues its
-  gateway, so drift is corrected and status follows the rollout.
+  followed the same way, and so are its controller pods: any change to one, its
+  status included, queues its gateway, so drift is corrected, status follows the
+  rollout, and a drained node is released as soon as its pod is gone.
 - Each gateway's edge nodes are probed the way its load balancer health-checks them
   (nodeprobe); a node whose verdict changes queues its gateway.
 """
@@ -181,7 +182,9 @@ async def owned_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     rt.poke(owner)
 
 
-for _group, _version, _plural in OWNED_RESOURCES:
+# The controller pods too (labelled by their Deployment's template): a pod that ends on a
+# draining node lets its pass release the node at once, not at the next resync.
+for _group, _version, _plural in (*OWNED_RESOURCES, ("", "v1", "pods")):
     kopf.on.event(_group, _version, _plural, labels={names.GATEWAY_LABEL: kopf.PRESENT})(
         owned_event
     )

@@ -26,6 +26,9 @@ MANAGED_BY_VALUE: Final = "edge-operator"
 
 #: The only finalizer the operator uses, on EdgeGateways (never on Nodes).
 FINALIZER: Final = f"{GROUP}/node-restore"
+#: On each edge node the operator holds: a deleted edge node stays (being deleted) until
+#: its controller pods have drained, so the load balancer stops sending to it first.
+NODE_FINALIZER: Final = f"{GROUP}/drain"
 
 DEFAULT_ROLE_LABEL: Final = "node-role.kubernetes.io/edge"
 DEFAULT_NAMESPACE: Final = "edge-system"

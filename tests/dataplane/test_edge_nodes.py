@@ -30,6 +30,8 @@ class Watcher:
         self.traffic, self.gateway, self.node = traffic, gateway, node
         self.excluded_at: float | None = None
         self.pods_gone_at: float | None = None
+        #: When the Node object was gone (for a test that deletes it).
+        self.node_gone_at: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -39,6 +41,12 @@ class Watcher:
             now = time.monotonic()
             if self.excluded_at is None and not self.traffic.lb_health(self.gateway).get(self.node):
                 self.excluded_at = now
+            if self.node_gone_at is None:
+                try:
+                    self.traffic.cluster.node(self.node)
+                except ApiException as error:
+                    if error.status == 404:
+                        self.node_gone_at = now
             if self.pods_gone_at is None:
                 try:
                     pods = self.traffic.cluster.pods(NS, selector)
@@ -77,6 +85,16 @@ def _evict_through_the_pdb(traffic: Traffic, gateway: str, node: str) -> int:
                 refused += 1
                 time.sleep(1)
     return refused
+
+
+def _node_exists(traffic: Traffic, node: str) -> bool:
+    try:
+        traffic.cluster.node(node)
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
 
 
 def _serving_on(traffic: Traffic, gateway: str) -> set[str]:
@@ -187,3 +205,48 @@ def test_edge_node_out_of_the_selection_and_a_new_one_in(traffic: Traffic, uniqu
     )
     assert received > 0
     assert condition(status, "Ready")["status"] == "True"  # type: ignore[index]
+
+
+def test_edge_node_deleted_under_load(traffic: Traffic, unique: str) -> None:
+    """`kubectl delete node` of a Ready edge node: its drain finalizer keeps it while the
+    operator excludes it from the load balancer and evicts its pod; then it goes. (Its
+    kubelet still runs, and registers the node again when restarted.)"""
+    name = f"del-{unique}"
+    gw = traffic.gateway(name)
+    edges = sorted(n.name for n in traffic.lab.topology.edges)
+    victim = edges[0]
+
+    with (
+        Load(traffic.lab.topology.clients[0].name, gw.address, rate=60) as load,
+        Watcher(traffic, name, victim) as watcher,
+    ):
+        time.sleep(2)
+        traffic.cluster.core.delete_node(victim)
+        deleted = time.monotonic()
+        wait_for(lambda: watcher.node_gone_at, f"node {victim} deleted", 120)
+        traffic.wait_healthy(name, {edges[1]})
+        time.sleep(2)
+        # The kubelet registers its node when it starts.
+        traffic.lab.stop_daemon(victim, "kubelet")
+        traffic.lab.start_daemon(victim, "kubelet")
+        wait_for(
+            lambda: victim in _serving_on(traffic, name) and _node_exists(traffic, victim),
+            f"{victim} registered again and serving",
+            180,
+        )
+        traffic.wait_healthy(name, set(edges), timeout=120)
+        back = time.monotonic() - deleted
+        time.sleep(3)
+    results = load.stop()
+    assert watcher.excluded_at is not None
+    assert watcher.pods_gone_at is not None
+    assert watcher.node_gone_at is not None
+    _report(
+        f"{victim} deleted",
+        results,
+        f"load balancer stopped sending {watcher.excluded_at - deleted:.2f} s after the"
+        f" deletion, the pod was gone after {watcher.pods_gone_at - deleted:.2f} s, the node"
+        f" after {watcher.node_gone_at - deleted:.2f} s; registered again and serving"
+        f" {back:.1f} s after the deletion",
+    )
+    assert watcher.excluded_at < watcher.pods_gone_at <= watcher.node_gone_at

@@ -36,6 +36,10 @@ def configured(before: dict[str, Any], gateway: str) -> dict[str, Any]:
     out = shape(before)
     out["metadata"]["labels"] = {**out["metadata"]["labels"], ROLE: "", GW: gateway}
     out["spec"]["taints"] = [*(out["spec"].get("taints") or []), OUR_TAINT]
+    out["metadata"]["finalizers"] = [
+        *(out["metadata"].get("finalizers") or []),
+        names.NODE_FINALIZER,
+    ]
     return out
 
 
@@ -60,7 +64,10 @@ def assert_no_kopf_marks(cluster: Cluster) -> None:
         annotations = node.metadata.annotations or {}
         assert not [k for k in annotations if "kopf" in k], node.metadata.name
         assert [k for k in annotations if k.startswith("edgeoperator.dev/")] in ([], [RECORD])
-        assert not node.metadata.finalizers, node.metadata.name
+        held = names.GATEWAY_LABEL in (node.metadata.labels or {})
+        assert (node.metadata.finalizers or []) == ([names.NODE_FINALIZER] if held else []), (
+            node.metadata.name
+        )
 
 
 def test_selector_labels_and_taints_exactly_the_matching_nodes(

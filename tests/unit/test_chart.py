@@ -205,6 +205,8 @@ def test_operator_role_grants_exactly_what_the_operator_uses(
     assert grants[(names.GROUP, names.PLURAL)] == {"get", "list", "watch", "patch"}
     assert grants[(names.GROUP, f"{names.PLURAL}/status")] == {"patch"}
     assert grants[("apiextensions.k8s.io", "customresourcedefinitions")] == {"list", "watch"}
+    assert grants[("", "pods")] == {"list", "watch"}
+    assert grants[("", "pods/eviction")] == {"create"}
     text = json.dumps(role["rules"])
     assert "secrets" not in text
     assert "*" not in text

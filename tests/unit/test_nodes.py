@@ -77,6 +77,8 @@ def apply(n: NodeFacts, update: rules.NodeUpdate | None) -> NodeFacts:
         ready=n.ready,
         unschedulable=n.unschedulable,
         resource_version=str(int(n.resource_version) + 1),
+        deleting=n.deleting,
+        finalizers=update.finalizers if update.finalizers is not None else n.finalizers,
     )
 
 
@@ -392,13 +394,52 @@ def test_a_value_set_before_is_kept_and_put_back() -> None:
     assert restored.labels[EXCLUDE] == "yes"
 
 
-def test_nodes_being_deleted_or_scaled_in_are_leaving() -> None:
+def test_nodes_scaled_in_are_leaving_and_deleted_ones_are_not_taken() -> None:
     gw = gateway()
-    deleting = _configured(gw, replace(node("a"), deleting=True))
-    assert deleting.labels[EXCLUDE] == "true"
     marked = replace(node("b"), taints=(Taint(names.AUTOSCALER_DELETE_TAINT, "NoSchedule"),))
     assert _configured(gw, marked).labels[EXCLUDE] == "true"
     assert not node("c").leaving
+    decision = rules.decide(facts(gw, [replace(node("a"), deleting=True), node("c"), worker("w")]))
+    assert decision.selected == ("c",)
+    assert [u.name for u in decision.updates] == ["c"]
+
+
+def test_every_edge_node_carries_the_drain_finalizer_until_released() -> None:
+    gw = gateway()
+    edge = _configured(gw, replace(node("a"), finalizers=("example.com/keep",)))
+    assert edge.finalizers == ("example.com/keep", names.NODE_FINALIZER)
+    assert rules.decide(facts(gw, [edge, worker("w")])).updates == ()
+    restored = apply(edge, rules.restore(edge))
+    assert restored.finalizers == ("example.com/keep",)
+    assert "finalizer edgeoperator.dev/drain" in rules.restore(edge).changes[0].detail
+
+
+def test_a_deleted_edge_node_drains_before_it_is_released() -> None:
+    gw = gateway()
+    edge = _configured(gw, node("a"), node("b"))
+    other = _configured(gw, node("b"), node("a"))
+    deleted = replace(edge, deleting=True)
+    pod = PodFacts("p", "a", ready=True)
+
+    draining = rules.decide(facts(gw, [deleted, other, worker("w")], controller_pods=(pod,)))
+    assert draining.selected == ("b",)  # so the pass evicts the pod on a
+    assert draining.draining == ("a",)
+    (update,) = draining.updates
+    assert update.labels == {EXCLUDE: "true"}
+    assert update.finalizers is None  # kept
+    leaving = apply(deleted, update)
+
+    # Its pod is gone: the node is released, finalizer and all.
+    released = rules.decide(facts(gw, [leaving, other, worker("w")]))
+    (restore,) = released.updates
+    assert restore.finalizers == ()
+    assert restore.changes[0].action == "Restore"
+    assert released.draining == ()
+
+    # A node whose kubelet is gone cannot end its pods: released at once.
+    dead = replace(deleted, ready=False)
+    at_once = rules.decide(facts(gw, [dead, other, worker("w")], controller_pods=(pod,)))
+    assert at_once.updates[0].finalizers == ()
 
 
 def test_restore_of_a_cordoned_edge_node_removes_the_exclusion() -> None:

@@ -23,6 +23,12 @@ Rules (also in the README and the CRD descriptions):
   restored like the other labels once it is back, so cloud load balancers stop sending
   to it while its controller pod still serves (that pod's preStop delay covers the
   load balancer's health checks as well).
+- Every edge node carries the finalizer ``edgeoperator.dev/drain``. A deleted edge node
+  stays (being deleted) while a controller pod of its gateway is on it and it is Ready:
+  the pass evicts those pods (through the PodDisruptionBudget; their preStop delay
+  covers the load balancer's health checks), and releases the node, finalizer included,
+  once they are gone. A node that is not Ready is released at once (its kubelet cannot
+  end the pods). Releasing a node (restore) removes the finalizer.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ class NodeUpdate:
     record: str | None  # new annotation value; None removes it
     taints: tuple[Taint, ...] | None  # the node's whole new taint list; None: unchanged
     changes: tuple[api.NodeChange, ...]
+    #: The node's whole new finalizer list; None: unchanged.
+    finalizers: tuple[str, ...] | None = None
 
     def patch(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -70,6 +78,9 @@ class NodeUpdate:
         }
         if self.taints is not None:
             body["spec"] = {"taints": [t.to_api() for t in self.taints]}
+        if self.finalizers is not None:
+            # A merge patch replaces the list; the resourceVersion guards the others'.
+            body["metadata"]["finalizers"] = list(self.finalizers)
         return body
 
 
@@ -85,6 +96,9 @@ class NodeDecision:
     #: "namespace/name" of DaemonSets whose pods do not tolerate the taint
     intolerant_daemonsets: tuple[str, ...] = ()
     missing_names: tuple[str, ...] = ()
+    #: Deleted edge nodes kept (by the finalizer) until their controller pods are gone;
+    #: not in ``selected``, so those pods are evicted.
+    draining: tuple[str, ...] = ()
 
 
 # --- matching -----------------------------------------------------------------------------
@@ -211,7 +225,9 @@ def configure(
 
     record = NodeRecord(gateway, record_labels, record_taints).to_json()
     taints_changed = tuple(taints.values()) != node.taints
-    if not changes and record == node.record_text:
+    # No finalizer can be added to a node being deleted (the API server refuses it).
+    add_finalizer = names.NODE_FINALIZER not in node.finalizers and not node.deleting
+    if not changes and record == node.record_text and not add_finalizer:
         return None
     return NodeUpdate(
         name=node.name,
@@ -220,6 +236,7 @@ def configure(
         record=record,
         taints=tuple(taints.values()) if taints_changed else None,
         changes=tuple(changes),
+        finalizers=(*node.finalizers, names.NODE_FINALIZER) if add_finalizer else None,
     )
 
 
@@ -237,12 +254,19 @@ def restore(node: NodeFacts) -> NodeUpdate:
     details = [f"label {k}" for k in new_labels] + [
         f"taint {k}:{e}" for (k, e) in sorted(record.taints)
     ]
+    if names.NODE_FINALIZER in node.finalizers:
+        details.append(f"finalizer {names.NODE_FINALIZER}")
     return NodeUpdate(
         name=node.name,
         resource_version=node.resource_version,
         labels=new_labels,
         record=None,
         taints=new_taints if new_taints != node.taints else None,
+        finalizers=(
+            tuple(f for f in node.finalizers if f != names.NODE_FINALIZER)
+            if names.NODE_FINALIZER in node.finalizers
+            else None
+        ),
         changes=(
             api.NodeChange(
                 name=node.name,
@@ -292,7 +316,8 @@ def decide(facts: Facts) -> NodeDecision:
     def refuse(reason: str, message: str) -> NodeDecision:
         return NodeDecision(current, refusal=Refusal(reason, message), missing_names=missing)
 
-    found = candidates(spec, nodes)
+    # A node being deleted is never taken; one held is drained and released below.
+    found = [n for n in candidates(spec, nodes) if not n.deleting]
     if spec.nodes.count is None:
         selected = found
         for node in selected:
@@ -359,11 +384,22 @@ def decide(facts: Facts) -> NodeDecision:
         node_labels = {**labels, names.EXCLUDE_LB_LABEL: "true"} if node.leaving else labels
         if update := configure(node, me, node_labels, node_taint):
             updates.append(update)
-    updates.extend(restore(n) for n in sorted(held, key=lambda n: n.name) if n.name not in chosen)
+    pods_on = {p.node_name for p in facts.controller_pods}
+    draining: list[str] = []
+    for node in sorted(held, key=lambda n: n.name):
+        if node.name in chosen:
+            continue
+        if node.deleting and node.ready and node.name in pods_on:
+            draining.append(node.name)
+            if update := configure(node, me, {**labels, names.EXCLUDE_LB_LABEL: "true"}, taint):
+                updates.append(update)
+        else:
+            updates.append(restore(node))
     return NodeDecision(
         selected=tuple(sorted(chosen)),
         updates=tuple(updates),
         taint_pending=tuple(pending),
         intolerant_daemonsets=tuple(intolerant_daemonsets(taint, facts.daemonsets)),
         missing_names=missing,
+        draining=tuple(draining),
     )
