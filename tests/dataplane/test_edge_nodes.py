@@ -55,6 +55,17 @@ class Watcher:
                 if not [p for p in pods if p["spec"].get("nodeName") == self.node]:
                     self.pods_gone_at = now
 
+    def left_first(self, since: float, event: str) -> str:
+        """Check that the load balancer stopped sending before the pods were gone; say
+        when each happened, in seconds after ``since`` (the ``event``)."""
+        assert self.excluded_at is not None
+        assert self.pods_gone_at is not None
+        assert self.excluded_at < self.pods_gone_at
+        return (
+            f"load balancer stopped sending {self.excluded_at - since:.2f} s after the {event},"
+            f" the pod was gone after {self.pods_gone_at - since:.2f} s"
+        )
+
     def __enter__(self) -> Watcher:
         self._thread.start()
         return self
@@ -137,17 +148,13 @@ def test_drained_edge_node_leaves_the_load_balancer_first_and_comes_back(
         after = traffic.cluster.node(victim)["metadata"]["labels"]
         time.sleep(3)
     results = load.stop()
-    assert watcher.excluded_at is not None
-    assert watcher.pods_gone_at is not None
+    timings = watcher.left_first(cordoned, "cordon")
     _report(
         f"{victim} cordoned and drained ({refused} evictions refused by the PDB) and back",
         results,
-        f"load balancer stopped sending {watcher.excluded_at - cordoned:.2f} s after the cordon,"
-        f" the pod was gone after {watcher.pods_gone_at - cordoned:.2f} s; serving again"
-        f" {back:.1f} s after the uncordon",
+        f"{timings}; serving again {back:.1f} s after the uncordon",
     )
     assert labels[names.EXCLUDE_LB_LABEL] == "true"
-    assert watcher.excluded_at < watcher.pods_gone_at
     assert names.EXCLUDE_LB_LABEL not in after
 
 
@@ -174,15 +181,7 @@ def test_edge_node_out_of_the_selection_and_a_new_one_in(traffic: Traffic, uniqu
             f"{leaving} restored",
         )
         out = load.stop()
-    assert watcher.excluded_at is not None
-    assert watcher.pods_gone_at is not None
-    _report(
-        f"{leaving} out of the selection",
-        out,
-        f"load balancer stopped sending {watcher.excluded_at - changed:.2f} s after the change,"
-        f" the pod was gone after {watcher.pods_gone_at - changed:.2f} s",
-    )
-    assert watcher.excluded_at < watcher.pods_gone_at
+    _report(f"{leaving} out of the selection", out, watcher.left_first(changed, "change"))
 
     # And back in: the load balancer may send to it only once its pod serves routes.
     before = traffic.lab.from_internet()[leaving]
@@ -238,15 +237,13 @@ def test_edge_node_deleted_under_load(traffic: Traffic, unique: str) -> None:
         back = time.monotonic() - deleted
         time.sleep(3)
     results = load.stop()
-    assert watcher.excluded_at is not None
-    assert watcher.pods_gone_at is not None
+    timings = watcher.left_first(deleted, "deletion")
     assert watcher.node_gone_at is not None
+    assert watcher.pods_gone_at is not None
+    assert watcher.pods_gone_at <= watcher.node_gone_at
     _report(
         f"{victim} deleted",
         results,
-        f"load balancer stopped sending {watcher.excluded_at - deleted:.2f} s after the"
-        f" deletion, the pod was gone after {watcher.pods_gone_at - deleted:.2f} s, the node"
-        f" after {watcher.node_gone_at - deleted:.2f} s; registered again and serving"
-        f" {back:.1f} s after the deletion",
+        f"{timings}, the node after {watcher.node_gone_at - deleted:.2f} s; registered again"
+        f" and serving {back:.1f} s after the deletion",
     )
-    assert watcher.excluded_at < watcher.pods_gone_at <= watcher.node_gone_at
