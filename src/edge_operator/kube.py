@@ -61,6 +61,7 @@ KINDS: Mapping[str, Kind] = {
     "Deployment": Kind("apps/v1", "deployments", namespaced=True),
     "PodDisruptionBudget": Kind("policy/v1", "poddisruptionbudgets", namespaced=True),
     "IngressClass": Kind("networking.k8s.io/v1", "ingressclasses", namespaced=False),
+    "Ingress": Kind("networking.k8s.io/v1", "ingresses", namespaced=True),
     "ClusterRole": Kind("rbac.authorization.k8s.io/v1", "clusterroles", namespaced=False),
     "ClusterRoleBinding": Kind(
         "rbac.authorization.k8s.io/v1", "clusterrolebindings", namespaced=False

@@ -3,6 +3,7 @@
 Nothing else in the package writes these strings; import them from here.
 """
 
+import hashlib
 from typing import Final
 
 GROUP: Final = "edgeoperator.dev"
@@ -66,6 +67,22 @@ DEFAULT_CLASS_ANNOTATION: Final = "ingressclass.kubernetes.io/is-default-class"
 def workload_name(gateway: str) -> str:
     """Name of every namespaced object of a gateway (unique: gateways are cluster-scoped)."""
     return gateway
+
+
+#: The readiness route's host: .invalid is reserved (RFC 2606), so no client can own it.
+READINESS_DOMAIN: Final = "readiness.edgeoperator.invalid"
+
+
+def readiness_name(gateway: str) -> str:
+    """Name of the Service and Ingress of a gateway's readiness route (a DNS label)."""
+    name = f"{gateway}-routes"
+    if len(name) <= 63:
+        return name
+    return f"{gateway[:49].rstrip('-')}-{hashlib.sha256(gateway.encode()).hexdigest()[:6]}-routes"
+
+
+def readiness_host(gateway: str) -> str:
+    return f"{gateway}.{READINESS_DOMAIN}"
 
 
 def cluster_binding_name(gateway: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+import lab
 from edge_operator import names
 from lab.load import Load, Results
 from tests.dataplane.traffic import NS, Traffic
@@ -112,6 +113,40 @@ def _serving_on(traffic: Traffic, gateway: str) -> set[str]:
     return set(traffic.controller_pod_ips(gateway).values())
 
 
+class FirstAnswer:
+    """The first answer of a controller pod on ``node``, asked the moment it turns Ready
+    (polled every 20 ms), straight at the pod from its node: Ready must mean routes."""
+
+    def __init__(self, traffic: Traffic, gateway: str, node: str) -> None:
+        self.traffic, self.gateway, self.node = traffic, gateway, node
+        self.status: int | None = None
+        self.pod = ""
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        selector = f"{names.GATEWAY_LABEL}={self.gateway},{CONTROLLER}"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            for pod in self.traffic.cluster.pods(NS, selector):
+                ready = (condition(pod, "Ready") or {}).get("status") == "True"
+                if pod["spec"].get("nodeName") == self.node and ready:
+                    self.pod = pod["metadata"]["name"]
+                    self.status = self._ask(pod["status"]["podIP"])
+                    return
+            time.sleep(0.02)
+
+    def _ask(self, ip: str) -> int:
+        status, _ = lab.net.call_in(self.node, lambda: lab.http_get(ip, 8000, "/json", timeout=2))
+        return status
+
+    def __enter__(self) -> FirstAnswer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join()
+
+
 def _report(what: str, results: Results, extra: str = "") -> None:
     print(f"{what}: {results.summary()}{'; ' + extra if extra else ''}")
     assert results.rate >= 50
@@ -185,7 +220,10 @@ def test_edge_node_out_of_the_selection_and_a_new_one_in(traffic: Traffic, uniqu
 
     # And back in: the load balancer may send to it only once its pod serves routes.
     before = traffic.lab.from_internet()[leaving]
-    with Load(traffic.lab.topology.clients[0].name, gw.address, rate=60) as load:
+    with (
+        Load(traffic.lab.topology.clients[0].name, gw.address, rate=60) as load,
+        FirstAnswer(traffic, name, leaving) as first,
+    ):
         time.sleep(2)
         traffic.gateways.patch(name, {"spec": {"nodes": {"names": edges}}})
         added = time.monotonic()
@@ -200,8 +238,10 @@ def test_edge_node_out_of_the_selection_and_a_new_one_in(traffic: Traffic, uniqu
         f"{leaving} added back",
         results,
         f"the load balancer sent to it {healthy:.1f} s after the change; it received"
-        f" {received} packets from the internet",
+        f" {received} packets from the internet; its pod {first.pod} answered HTTP"
+        f" {first.status} the moment it was Ready",
     )
+    assert first.status == 200
     assert received > 0
     assert condition(status, "Ready")["status"] == "True"  # type: ignore[index]
 

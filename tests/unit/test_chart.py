@@ -198,6 +198,7 @@ def test_operator_role_grants_exactly_what_the_operator_uses(
         ("", "serviceaccounts"),
         ("policy", "poddisruptionbudgets"),
         ("networking.k8s.io", "ingressclasses"),
+        ("networking.k8s.io", "ingresses"),
         ("rbac.authorization.k8s.io", "clusterrolebindings"),
         ("rbac.authorization.k8s.io", "rolebindings"),
     ]:

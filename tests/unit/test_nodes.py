@@ -448,3 +448,28 @@ def test_restore_of_a_cordoned_edge_node_removes_the_exclusion() -> None:
     restored = apply(cordoned, rules.restore(cordoned))
     assert EXCLUDE not in restored.labels
     assert names.GATEWAY_LABEL not in restored.labels
+
+
+def test_a_node_out_of_the_selection_drains_before_it_is_restored() -> None:
+    named = gateway(nodes={"selector": None, "names": ["a", "b"]})
+    a = _configured(named, node("a"), node("b"))
+    b = _configured(named, node("b"), node("a"))
+    fewer = gateway(nodes={"selector": None, "names": ["b"]})
+    pod = PodFacts("p", "a", ready=True)
+
+    draining = rules.decide(facts(fewer, [a, b, worker("w")], controller_pods=(pod,)))
+    assert (draining.selected, draining.draining) == (("b",), ("a",))
+    (update,) = draining.updates
+    assert update.labels == {EXCLUDE: "true"}
+    leaving = apply(a, update)
+    assert leaving.labels[names.GATEWAY_LABEL] == "gw"
+
+    # Terminating still counts: the pod serves through its preStop delay.
+    going = (PodFacts("p", "a", ready=False, terminating=True),)
+    assert rules.decide(facts(fewer, [leaving, b, worker("w")], controller_pods=going)).draining
+
+    (restore,) = rules.decide(facts(fewer, [leaving, b, worker("w")])).updates
+    restored = apply(leaving, restore)
+    assert names.GATEWAY_LABEL not in restored.labels
+    assert EXCLUDE not in restored.labels
+    assert restored.finalizers == ()

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from edge_operator import api
-from edge_operator.desired.providers import Context, Provider, ingress_nginx, traefik
+from edge_operator.desired.providers import Context, Probe, Provider, ingress_nginx, traefik
 
 PROVIDERS: tuple[Provider, ...] = (traefik, ingress_nginx)
 CIDRS = ["203.0.113.0/24", "2001:db8::/32"]
@@ -102,7 +102,9 @@ def test_traefik_workload_parts() -> None:
     assert dict(rendered.scratch) == {"/tmp": "tmp"}
     assert (rendered.cluster_role, rendered.namespace_role) == ("edge-operator-traefik", None)
     assert rendered.env == ()
-    assert rendered.startup_seconds == 0
+    # Ready only once the Ingresses of its class are loaded (/ping answers before).
+    assert rendered.startup == Probe("/ping", 8000, "public.readiness.edgeoperator.invalid")
+    assert (rendered.startup_seconds, rendered.readiness_route) == (120, True)
 
 
 @pytest.mark.parametrize(("grace", "timeout"), [(10, "5s"), (60, "55s"), (3600, "3595s")])

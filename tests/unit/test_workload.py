@@ -32,8 +32,12 @@ def spec(**fields: Any) -> api.EdgeGatewaySpec:
 
 
 def objects(s: api.EdgeGatewaySpec, nodes: int = 3, **kw: Any) -> dict[str, dict[str, Any]]:
+    """By kind; the readiness route's Service and Ingress as "Readiness <kind>"."""
     built = workload.build(workload.Inputs(OWNER, s, ready_edge_nodes=nodes, **kw))
-    return {obj["kind"]: obj for obj in built}
+    route = names.readiness_name(OWNER.name)
+    return {
+        f"Readiness {o['kind']}" if o["metadata"]["name"] == route else o["kind"]: o for o in built
+    }
 
 
 def pod_spec(s: api.EdgeGatewaySpec) -> dict[str, Any]:
@@ -78,8 +82,11 @@ def test_objects_and_their_order() -> None:
         "PodDisruptionBudget",
         "IngressClass",
         "Service",
+        "Service",
+        "Ingress",
     ]
     nginx = objects(spec(controller={"provider": "ingress-nginx"}))
+    assert "Readiness Ingress" not in nginx
     assert {"RoleBinding", "ConfigMap"} <= nginx.keys()
     assert nginx["RoleBinding"]["metadata"]["namespace"] == "edge-system"
     assert nginx["RoleBinding"]["roleRef"]["name"] == "edge-operator-ingress-nginx-namespace"
@@ -188,10 +195,13 @@ def test_termination_grace_is_the_drain_plus_the_shutdown_grace(provider: str, g
     assert pod["terminationGracePeriodSeconds"] == 15 + grace
 
 
-def test_startup_probe_only_where_the_provider_asks_for_one() -> None:
+def test_startup_probes_wait_for_what_each_provider_needs() -> None:
     """Until a startup probe has passed the kubelet runs neither liveness nor readiness
     probes; ingress-nginx gets 60 s (30 probes, 2 s apart, so it turns Ready as soon as
-    it can) before liveness may restart it. Traefik's /ping answers from the start."""
+    it can) before liveness may restart it: its /healthz answers only once nginx runs
+    and its Lua balancer has its first configuration (internal/ingress/controller/
+    checker.go). Traefik's /ping answers before any route is loaded, so its startup
+    probe asks for the gateway's readiness route, for up to 120 s."""
     nginx = pod_spec(spec(controller={"provider": "ingress-nginx"}))["containers"][0]
     assert nginx["startupProbe"] == {
         "httpGet": {"path": "/healthz", "port": 10254},
@@ -200,7 +210,46 @@ def test_startup_probe_only_where_the_provider_asks_for_one() -> None:
         "timeoutSeconds": 2,
     }
     assert nginx["livenessProbe"]["httpGet"] == nginx["startupProbe"]["httpGet"]
-    assert "startupProbe" not in pod_spec(spec())["containers"][0]
+    assert pod_spec(spec())["containers"][0]["startupProbe"] == {
+        "httpGet": {
+            "path": "/ping",
+            "port": 8000,
+            "httpHeaders": [{"name": "Host", "value": "public.readiness.edgeoperator.invalid"}],
+        },
+        "periodSeconds": 2,
+        "failureThreshold": 60,
+        "timeoutSeconds": 2,
+    }
+
+
+def test_readiness_route_reaches_the_ping_port_of_every_pod_even_not_ready() -> None:
+    built = objects(spec())
+    svc, route = built["Readiness Service"], built["Readiness Ingress"]
+    assert svc["metadata"]["name"] == route["metadata"]["name"] == "public-routes"
+    assert svc["spec"] == {
+        "clusterIP": "None",
+        "publishNotReadyAddresses": True,
+        "selector": built["Deployment"]["spec"]["selector"]["matchLabels"],
+        "ports": [{"name": "ping", "port": 8080, "targetPort": 8080, "protocol": "TCP"}],
+    }
+    assert route["spec"]["ingressClassName"] == "public"
+    (rule,) = route["spec"]["rules"]
+    assert rule["host"] == "public.readiness.edgeoperator.invalid"
+    assert rule["http"]["paths"] == [
+        {
+            "path": "/ping",
+            "pathType": "Exact",
+            "backend": {"service": {"name": "public-routes", "port": {"name": "ping"}}},
+        }
+    ]
+
+
+def test_readiness_route_names_stay_dns_labels() -> None:
+    long = "g" * 63
+    name = names.readiness_name(long)
+    assert len(name) <= 63
+    assert name.endswith("-routes")
+    assert name != names.readiness_name("g" * 62)
 
 
 @pytest.mark.parametrize(

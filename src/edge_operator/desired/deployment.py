@@ -125,8 +125,12 @@ def pod_template(owner: Owner, spec: api.EdgeGatewaySpec, rendered: Rendered) ->
         },
     }
     if rendered.startup_seconds:
+        startup = rendered.startup or rendered.liveness
+        get: dict[str, Any] = {"path": startup.path, "port": startup.port}
+        if startup.host:
+            get["httpHeaders"] = [{"name": "Host", "value": startup.host}]
         container["startupProbe"] = {
-            "httpGet": {"path": rendered.liveness.path, "port": rendered.liveness.port},
+            "httpGet": get,
             "periodSeconds": FAST_PROBE_SECONDS,
             "failureThreshold": math.ceil(rendered.startup_seconds / FAST_PROBE_SECONDS),
             "timeoutSeconds": 2,

@@ -23,12 +23,14 @@ Rules (also in the README and the CRD descriptions):
   restored like the other labels once it is back, so cloud load balancers stop sending
   to it while its controller pod still serves (that pod's preStop delay covers the
   load balancer's health checks as well).
-- Every edge node carries the finalizer ``edgeoperator.dev/drain``. A deleted edge node
-  stays (being deleted) while a controller pod of its gateway is on it and it is Ready:
-  the pass evicts those pods (through the PodDisruptionBudget; their preStop delay
-  covers the load balancer's health checks), and releases the node, finalizer included,
-  once they are gone. A node that is not Ready is released at once (its kubelet cannot
-  end the pods). Releasing a node (restore) removes the finalizer.
+- An edge node that leaves the selection, or is deleted, drains before it is released:
+  while it is Ready and a controller pod of its gateway is on it, it keeps its labels
+  and taint, gets the load-balancer exclusion label, and the pass evicts those pods
+  (through the PodDisruptionBudget; their preStop delay covers the load balancer's
+  health checks); once they are gone the node is restored. A node that is not Ready is
+  restored at once (its kubelet cannot end the pods). Every edge node carries the
+  finalizer ``edgeoperator.dev/drain`` so that a deleted one stays (being deleted) until
+  then; restoring a node removes it.
 """
 
 from __future__ import annotations
@@ -96,8 +98,9 @@ class NodeDecision:
     #: "namespace/name" of DaemonSets whose pods do not tolerate the taint
     intolerant_daemonsets: tuple[str, ...] = ()
     missing_names: tuple[str, ...] = ()
-    #: Deleted edge nodes kept (by the finalizer) until their controller pods are gone;
-    #: not in ``selected``, so those pods are evicted.
+    #: Edge nodes leaving (out of the selection, or deleted), kept configured and
+    #: excluded from load balancers until their controller pods are gone; not in
+    #: ``selected``, so those pods are evicted.
     draining: tuple[str, ...] = ()
 
 
@@ -389,7 +392,7 @@ def decide(facts: Facts) -> NodeDecision:
     for node in sorted(held, key=lambda n: n.name):
         if node.name in chosen:
             continue
-        if node.deleting and node.ready and node.name in pods_on:
+        if node.ready and node.name in pods_on:
             draining.append(node.name)
             if update := configure(node, me, {**labels, names.EXCLUDE_LB_LABEL: "true"}, taint):
                 updates.append(update)

@@ -16,6 +16,7 @@ from typing import Any
 
 from edge_operator import api, names
 from edge_operator.desired import deployment as deployment_rules
+from edge_operator.desired import readiness as readiness_rules
 from edge_operator.desired import service as service_rules
 from edge_operator.desired.objects import Owner, metadata, stamped
 from edge_operator.desired.providers import Context, Provider, Rendered, ingress_nginx, traefik
@@ -32,6 +33,7 @@ OWNED_KINDS = (
     "PodDisruptionBudget",
     "IngressClass",
     "Service",
+    "Ingress",
 )
 
 
@@ -188,4 +190,8 @@ def build(inputs: Inputs) -> list[dict[str, Any]]:
         }
     )
     objects.append(service_rules.service(owner, spec, ns))
+    if rendered.readiness_route:
+        # The route's backend is where the controller answers its readiness probe.
+        objects.append(readiness_rules.service(owner, spec, rendered.readiness.port))
+        objects.append(readiness_rules.ingress(owner, spec, ingress_class_name(owner, spec)))
     return [stamped(obj) for obj in objects]

@@ -33,6 +33,8 @@ class Context:
 class Probe:
     path: str
     port: int
+    #: Host header of the request ("" : the pod's address, as kubelet sends by default).
+    host: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,16 @@ class Rendered:
     capabilities: tuple[str, ...] = ()
     #: Extra environment variables.
     env: tuple[Mapping[str, Any], ...] = ()
-    #: Seconds the controller may take to answer its liveness probe after it starts
-    #: (a startup probe); 0: liveness applies from the start.
+    #: Seconds the controller may take to pass its startup probe after it starts;
+    #: 0: no startup probe, liveness applies from the start.
     startup_seconds: int = 0
+    #: What the startup probe asks (default: the liveness probe). Liveness and readiness
+    #: start only once it has passed, so the pod is Ready only after it.
+    startup: Probe | None = None
+    #: The startup probe asks for the gateway's readiness route (a headless Service and
+    #: an Ingress of the gateway's class, desired/readiness.py): it passes only once the
+    #: controller has loaded the Ingresses of its class.
+    readiness_route: bool = False
 
 
 class Provider(Protocol):

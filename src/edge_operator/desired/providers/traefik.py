@@ -25,6 +25,9 @@ HTTP_PORT = 8000
 HTTPS_PORT = 8443
 #: The "traefik" entry point, which serves only /ping here (no API, no dashboard).
 PING_PORT = 8080
+#: How long a new pod may take to load its routes before it is restarted: a Kubernetes
+#: provider that cannot sync would otherwise serve 404s for ever (traefik/traefik#13390).
+STARTUP_SECONDS = 120
 #: The non-root user of the upstream Helm chart; the image itself declares none.
 RUN_AS_USER = 65532
 ENTRY_POINTS = ("web", "websecure")
@@ -73,16 +76,23 @@ def render(ctx: Context) -> Rendered:
         *_client_ip_args(ctx.spec.client_ip),
         *ctx.spec.controller.extra_args,
     )
-    # No startup probe: /ping answers as soon as the entry point listens, before the
-    # provider has loaded a single route (traefik/traefik#10458), so waiting for it
-    # would cover nothing that liveness does not.
+    # /ping answers as soon as the entry point listens, before the Kubernetes provider
+    # has loaded a single route (traefik/traefik#10151, #10458; v3.7 has no readiness
+    # endpoint). The startup probe asks instead for the gateway's readiness route, an
+    # Ingress of this class: the provider sends its first configuration only after its
+    # informers have synced, built from every Ingress of the class at once
+    # (pkg/provider/kubernetes/ingress), so the route is there only when all are.
     ping = Probe(path="/ping", port=PING_PORT)
+    routes = Probe(path="/ping", port=HTTP_PORT, host=names.readiness_host(ctx.gateway))
     return Rendered(
         image=ctx.spec.controller.image or DEFAULT_IMAGE,
         args=args,
         ports={"http": HTTP_PORT, "https": HTTPS_PORT, "traefik": PING_PORT},
         readiness=ping,
         liveness=ping,
+        startup=routes,
+        startup_seconds=STARTUP_SECONDS,
+        readiness_route=True,
         config=None,
         controller=CONTROLLER,
         run_as_user=RUN_AS_USER,
