@@ -27,6 +27,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+#: What each passed dataplane test printed (its request and failure counts), shown at
+#: the end of the run: pytest shows a passed test's output nowhere else.
+_FIGURES: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    text = report.capstdout.strip()
+    if report.when == "call" and report.passed and "dataplane" in report.keywords and text:
+        _FIGURES.append((report.nodeid, text))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _FIGURES:
+        terminalreporter.section("dataplane figures")
+        for nodeid, text in _FIGURES:
+            terminalreporter.write_line(f"{nodeid}:")
+            for line in text.splitlines():
+                terminalreporter.write_line(f"  {line}")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parents = Path(str(item.path)).parents
