@@ -1,9 +1,12 @@
-"""Only edge_operator.kube may import the Kubernetes client (STYLE.md rule 3)."""
+"""The layering (STYLE.md rule 3): only edge_operator.kube imports the Kubernetes client,
+and the modules that decide import no I/O."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "edge_operator"
 ALLOWED = {"kube.py"}
@@ -34,3 +37,90 @@ def test_checker_sees_imports(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text("import os\nfrom kubernetes.client import CoreV1Api\n")
     assert "kubernetes" in _imported_roots(probe)
+
+
+#: Modules that decide: pure functions of facts and specs (STYLE.md: gather, decide, write).
+PURE = ("desired", "facts.py", "api.py", "names.py", "crd.py")
+#: What a pure module may not import: the API, the operator's I/O modules, the clock,
+#: the environment, processes, threads and sockets (kopf's import-linter contracts do
+#: the same for its own layers).
+IO = frozenset(
+    {
+        "kubernetes",
+        "kopf",
+        "aiohttp",
+        "urllib",
+        "http",
+        "socket",
+        "asyncio",
+        "subprocess",
+        "threading",
+        "os",
+        "time",
+        "datetime",
+        "edge_operator.kube",
+        "edge_operator.handlers",
+        "edge_operator.reconcile",
+        "edge_operator.nodeprobe",
+        "edge_operator.probes",
+        "edge_operator.leader",
+        "edge_operator.metrics",
+        "edge_operator.cli",
+        "edge_operator.plan",
+    }
+)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module path imported, with each ``from X import Y`` also as ``X.Y``."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _io_imports(path: Path) -> set[str]:
+    return {
+        name for name in _imports(path) if any(name == io or name.startswith(f"{io}.") for io in IO)
+    }
+
+
+def _pure_modules() -> list[Path]:
+    out: list[Path] = []
+    for entry in PURE:
+        target = PACKAGE / entry
+        out += sorted(target.rglob("*.py")) if target.is_dir() else [target]
+    return out
+
+
+def test_pure_modules_import_no_io() -> None:
+    modules = _pure_modules()
+    assert len(modules) >= 12
+    offenders = {
+        str(path.relative_to(PACKAGE)): sorted(found)
+        for path in modules
+        if (found := _io_imports(path))
+    }
+    assert offenders == {}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "from edge_operator import kube\n",
+        "from edge_operator.kube import Kube\n",
+        "import time\n",
+        "from os import environ\n",
+        "import urllib.request\n",
+    ],
+)
+def test_the_layering_check_sees_io(tmp_path: Path, line: str) -> None:
+    probe = tmp_path / "rule.py"
+    probe.write_text(f"from edge_operator import names\n{line}")
+    assert _io_imports(probe)
+    probe.write_text("from edge_operator import names\nimport hashlib\n")
+    assert _io_imports(probe) == set()
