@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge_operator import metrics, names
+from edge_operator.desired import namespace as namespace_rules
 from edge_operator.desired import nodes as node_rules
 from edge_operator.desired import status as status_rules
 from edge_operator.desired import workload as workload_rules
@@ -40,9 +41,6 @@ OBJECT_REASONS: dict[Action, str] = {"Create": "Created", "Update": "Updated", "
 #: API refusals of one object's apply: reported on the gateway, the pass goes on.
 #: (Anything else, a timeout or a 5xx, fails the pass and it is retried.)
 REFUSED = frozenset({400, 403, 404, 409, 422})
-#: Kinds deleted and created again when an immutable field of theirs must change.
-#: Not a Service (its load balancer and address would go) nor a Deployment (its pods).
-RECREATE = frozenset({"IngressClass", "ClusterRoleBinding", "RoleBinding"})
 
 
 class NodeMovedError(Exception):
@@ -337,7 +335,7 @@ class Reconciler:
         if namespace_missing:
             namespace_key = Key("Namespace", "", ns)
             changes.insert(0, (namespace_key, "Create"))
-            desired = {namespace_key: workload_rules.namespace(ns), **desired}
+            desired = {namespace_key: namespace_rules.namespace(ns), **desired}
         failures: list[tuple[Key, str, str]] = []
         if apply:
             # Before the Deployment scales down, so the ReplicaSet replaces (and then
@@ -369,7 +367,7 @@ class Reconciler:
         """Make the changes; ``current`` ends up holding what the API returned."""
         for key, change in changes:
             if key.kind == "Namespace":
-                self.kube.apply(workload_rules.namespace(key.name))
+                self.kube.apply(namespace_rules.namespace(key.name))
                 self._report(key, change, result)
                 continue
             if change == "Create" and not self._missing(key.kind, key.namespace, key.name):
@@ -402,7 +400,7 @@ class Reconciler:
             self._report(key, change, result)
 
     def _apply_object(self, change: Action, key: Key, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply; an object of a kind in RECREATE whose immutable field must
+        """Server-side apply; an object of a kind in workload.RECREATE whose immutable field must
         change (e.g. an IngressClass's controller when the provider changes) is deleted
         and created again instead."""
         try:
@@ -410,7 +408,7 @@ class Reconciler:
         except KubeError as error:
             if not (
                 change == "Update"
-                and key.kind in RECREATE
+                and key.kind in workload_rules.RECREATE
                 and error.status == 422
                 and "immutable" in str(error)
             ):

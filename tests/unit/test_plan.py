@@ -13,6 +13,7 @@ import yaml
 
 from edge_operator import api, names, plan
 from edge_operator.cli import main
+from edge_operator.desired import namespace as namespace_rules
 from edge_operator.desired import status as status_rules
 from edge_operator.desired import workload
 from edge_operator.desired.nodes import NodeDecision, NodeUpdate, Refusal
@@ -177,7 +178,7 @@ def test_report_of_nodes_pods_and_objects() -> None:
     desired = built(replicas=3)
     binding = Key("RoleBinding", NS, "public-old")
     namespace = Key("Namespace", "", NS)
-    desired[namespace] = workload.namespace(NS)
+    desired[namespace] = namespace_rules.namespace(NS)
     p = preview(
         pending=((namespace, "Create"), (DEPLOYMENT, "Update"), (binding, "Delete")),
         updates=(
@@ -205,7 +206,7 @@ def test_report_of_nodes_pods_and_objects() -> None:
         "  evict pod edge-system/public-abc: n4 is no longer an edge node",
         "objects:",
     ]
-    created = yaml.safe_dump(workload.namespace(NS), sort_keys=False).splitlines()
+    created = yaml.safe_dump(namespace_rules.namespace(NS), sort_keys=False).splitlines()
     assert lines[8 : 9 + len(created)] == [
         f"  create Namespace {NS}",
         *(f"    + {line}" for line in created),

@@ -11,6 +11,7 @@ import pytest
 
 from edge_operator import api, names
 from edge_operator.cli import provider_rbac
+from edge_operator.desired import namespace as namespace_rules
 from edge_operator.desired import status as status_rules
 from edge_operator.desired import workload
 from edge_operator.desired.nodes import NodeDecision
@@ -69,7 +70,11 @@ def test_every_rendered_object_is_valid_kubernetes(
         mesh={"provider": "Istio"},
     )
     built = workload.build(workload.Inputs(OWNER, s, ready_edge_nodes=3))
-    for obj in [workload.namespace("edge-system"), *built, *workload.provider_cluster_roles()]:
+    for obj in [
+        namespace_rules.namespace("edge-system"),
+        *built,
+        *workload.provider_cluster_roles(),
+    ]:
         kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=True)
 
 
@@ -108,7 +113,7 @@ def test_every_object_is_labelled_and_owned() -> None:
             }
         ]
         assert names.APPLIED_HASH_ANNOTATION in meta["annotations"]
-    assert "ownerReferences" not in workload.namespace("edge-system")["metadata"]
+    assert "ownerReferences" not in namespace_rules.namespace("edge-system")["metadata"]
 
 
 def test_bindings_are_named_after_the_provider() -> None:
@@ -562,3 +567,14 @@ def test_strays_are_pods_on_nodes_that_left_the_pool() -> None:
         PodFacts("d", "", False, "edge-system"),  # not scheduled yet
     ]
     assert [p.name for p in workload.strays(pods, ["n1", "n2"])] == ["b"]
+
+
+def test_apply_policies_come_from_each_objects_module() -> None:
+    """Immutable fields: a binding's roleRef and an IngressClass's controller make the
+    object be deleted and created again; never a Service or a Deployment, and a
+    Namespace is never among the kinds a gateway owns (so never deleted)."""
+    assert {"ClusterRoleBinding", "RoleBinding", "IngressClass"} == workload.RECREATE
+    assert not {"Service", "Deployment"} & workload.RECREATE
+    assert "Namespace" not in workload.OWNED_KINDS
+    built = {o["kind"] for o in workload.build(workload.Inputs(OWNER, spec(), 2))}
+    assert workload.RECREATE - {"RoleBinding"} <= built

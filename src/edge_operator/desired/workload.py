@@ -3,9 +3,12 @@
 Namespace (created if missing, never deleted: other gateways and workloads may
 share it), ServiceAccount, its bindings to the provider's ClusterRoles (installed
 with the operator: the operator binds, it grants nothing itself), the provider's
-ConfigMap, the Deployment, its PodDisruptionBudget, the IngressClass and the
-LoadBalancer Service. All but the Namespace carry an ownerReference to the
-EdgeGateway, so the garbage collector removes them with it.
+ConfigMap, the Deployment, its PodDisruptionBudget, the IngressClass, the
+LoadBalancer Service and, for Traefik, the readiness route. All but the Namespace
+carry an ownerReference to the EdgeGateway, so the garbage collector removes them
+with it. Each object is built in a module of its own (namespace, rbac, configmap,
+deployment, pdb, ingressclass, service, readiness), which also says how it is applied
+(RECREATE); this module composes them.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_operator import api, names
+from edge_operator.desired import configmap, ingressclass, pdb, rbac
 from edge_operator.desired import deployment as deployment_rules
 from edge_operator.desired import readiness as readiness_rules
 from edge_operator.desired import service as service_rules
-from edge_operator.desired.objects import Owner, metadata, stamped
+from edge_operator.desired.objects import Owner, stamped
 from edge_operator.desired.providers import Context, Provider, Rendered, ingress_nginx, traefik
 from edge_operator.facts import PodFacts
 
@@ -35,6 +39,10 @@ OWNED_KINDS = (
     "Service",
     "Ingress",
 )
+#: Kinds deleted and created again when an immutable field of theirs must change
+#: (each object's module says why). Never a Service (its load balancer and address
+#: would go) nor a Deployment (its pods).
+RECREATE = rbac.RECREATE | ingressclass.RECREATE
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,7 @@ def provider_cluster_roles() -> list[dict[str, Any]]:
 
 
 def ingress_class_name(owner: Owner, spec: api.EdgeGatewaySpec) -> str:
-    return spec.controller.ingress_class.name or owner.name
+    return ingressclass.name(owner, spec)
 
 
 def replicas(inputs: Inputs) -> int:
@@ -95,103 +103,26 @@ def render(inputs: Inputs) -> Rendered:
     )
 
 
-def namespace(name: str) -> dict[str, Any]:
-    """The controller namespace, when it has to be created."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": name,
-            "labels": {names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE},
-        },
-    }
-
-
 def build(inputs: Inputs) -> list[dict[str, Any]]:
     """The owned objects, stamped with their applied hash, in apply order."""
     owner, spec = inputs.owner, inputs.spec
     provider = spec.controller.provider
     ns = spec.controller.namespace
-    name = names.workload_name(owner.name)
     rendered = render(inputs)
-    account = {"kind": "ServiceAccount", "name": name, "namespace": ns}
     objects: list[dict[str, Any]] = [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": metadata(owner, provider, name, ns),
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            # The provider is in the name: roleRef is immutable, so a new provider
-            # gets a new binding and the old one is deleted.
-            "metadata": metadata(
-                owner, provider, f"{names.cluster_binding_name(owner.name)}-{provider}"
-            ),
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": rendered.cluster_role,
-            },
-            "subjects": [account],
-        },
+        rbac.service_account(owner, provider, ns),
+        rbac.cluster_role_binding(owner, provider, ns, rendered.cluster_role),
     ]
     if rendered.namespace_role:
-        objects.append(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": metadata(owner, provider, f"{name}-{provider}", ns),
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": rendered.namespace_role,
-                },
-                "subjects": [account],
-            }
-        )
+        objects.append(rbac.role_binding(owner, provider, ns, rendered.namespace_role))
     if rendered.config is not None:
-        objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": metadata(owner, provider, name, ns),
-                "data": dict(rendered.config),
-            }
-        )
+        objects.append(configmap.config_map(owner, provider, ns, rendered.config))
     objects.append(deployment_rules.deployment(owner, spec, rendered, ns, replicas(inputs)))
-    objects.append(
-        {
-            "apiVersion": "policy/v1",
-            "kind": "PodDisruptionBudget",
-            "metadata": metadata(owner, provider, name, ns),
-            "spec": {
-                # One edge node drained at a time; a pod that is not ready anyway
-                # must not block the drain.
-                "maxUnavailable": 1,
-                "selector": {"matchLabels": deployment_rules.selector(owner)},
-                "unhealthyPodEvictionPolicy": "AlwaysAllow",
-            },
-        }
-    )
-    default_class = spec.controller.ingress_class.default
-    objects.append(
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "IngressClass",
-            "metadata": metadata(
-                owner,
-                provider,
-                ingress_class_name(owner, spec),
-                annotations={names.DEFAULT_CLASS_ANNOTATION: "true"} if default_class else None,
-            ),
-            "spec": {"controller": rendered.controller},
-        }
-    )
+    objects.append(pdb.pod_disruption_budget(owner, provider, ns))
+    objects.append(ingressclass.ingress_class(owner, spec, rendered.controller))
     objects.append(service_rules.service(owner, spec, ns))
     if rendered.readiness_route:
         # The route's backend is where the controller answers its readiness probe.
         objects.append(readiness_rules.service(owner, spec, rendered.readiness.port))
-        objects.append(readiness_rules.ingress(owner, spec, ingress_class_name(owner, spec)))
+        objects.append(readiness_rules.ingress(owner, spec, ingressclass.name(owner, spec)))
     return [stamped(obj) for obj in objects]
