@@ -1,8 +1,9 @@
 """The only module that talks to the Kubernetes API.
 
 Every call returns plain dicts in API form (decoded from the raw JSON, never the
-client's model classes: a 2,000-node list as models costs ~130 MB more). API
-errors become the three exceptions below so callers never see the client's types.
+client's model classes: a 2,000-node list as models costs ~130 MB more). Failures
+become the named errors below (conflict, gone, forbidden, invalid, immutable,
+throttled, transport), so callers catch names, never the client's types or numbers.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -53,6 +55,10 @@ class Kind:
 
 #: Every kind the operator reads or writes through the generic calls below.
 KINDS: Mapping[str, Kind] = {
+    "Node": Kind("v1", "nodes", namespaced=False),
+    "Event": Kind("v1", "events", namespaced=True),
+    "DaemonSet": Kind("apps/v1", "daemonsets", namespaced=True),
+    names.KIND: Kind(names.API_VERSION, names.PLURAL, namespaced=False),
     "Namespace": Kind("v1", "namespaces", namespaced=False),
     "Pod": Kind("v1", "pods", namespaced=True),
     "ServiceAccount": Kind("v1", "serviceaccounts", namespaced=True),
@@ -71,14 +77,6 @@ KINDS: Mapping[str, Kind] = {
     "Lease": Kind("coordination.k8s.io/v1", "leases", namespaced=True),
 }
 
-#: The Kubernetes verb of each generated client method's prefix (for metrics).
-_VERBS = (
-    ("list_", "list"),
-    ("read_", "get"),
-    ("get_", "get"),
-    ("patch_", "patch"),
-    ("create_", "create"),
-)
 _HTTP_VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
 
 
@@ -86,30 +84,65 @@ def _count(verb: str, resource: str, code: int) -> None:
     metrics.API_REQUESTS.labels(verb, resource, str(code)).inc()
 
 
-def _resource_of(method_name: str) -> str:
-    """list_namespaced_pod -> pods; patch_cluster_custom_object_status -> edgegateways."""
-    if "custom_object" in method_name:
-        return names.PLURAL + ("/status" if method_name.endswith("_status") else "")
-    noun = (
-        method_name.split("_", 1)[1].removeprefix("namespaced_").removesuffix("_for_all_namespaces")
-    )
-    return noun.replace("_", "") + "s"
-
-
 class KubeError(Exception):
-    """A failed API call that may succeed when retried."""
+    """A failed API call. Callers catch the named kinds below, never status numbers;
+    ``status`` is kept for logs and metrics (0: no HTTP answer)."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
+        super().__init__(f"{status}: {message}" if status else message)
         self.status = status
 
 
 class ConflictError(KubeError):
-    """The object changed since it was read (resourceVersion mismatch)."""
+    """409: the object changed since it was read (resourceVersion), or exists already."""
 
 
 class NotFoundError(KubeError):
-    """The object does not exist (any more)."""
+    """404: the object does not exist (any more): it is gone."""
+
+
+class ForbiddenError(KubeError):
+    """403: RBAC or an admission policy refused the request."""
+
+
+class InvalidError(KubeError):
+    """422 or 400: the API server refused the object as written."""
+
+
+class ImmutableError(InvalidError):
+    """422 for a field that cannot change on an existing object."""
+
+
+class ThrottledError(KubeError):
+    """429: too many requests, or a PodDisruptionBudget refusing an eviction now."""
+
+
+class TransportError(KubeError):
+    """No usable answer: the connection failed or timed out, or the server erred (5xx)."""
+
+
+#: Refusals of one object by the API server: reported, the pass goes on. Anything else
+#: (throttling, transport) fails the pass, which is then retried.
+REFUSALS = (ConflictError, NotFoundError, ForbiddenError, InvalidError)
+
+
+def error_for(status: int, message: str) -> KubeError:
+    """The named error for an HTTP status and the API server's message."""
+    if status == 409:
+        return ConflictError(status, message)
+    if status == 404:
+        return NotFoundError(status, message)
+    if status == 403:
+        return ForbiddenError(status, message)
+    if status == 422 and "immutable" in message:
+        return ImmutableError(status, message)
+    if status in (400, 422):
+        return InvalidError(status, message)
+    if status == 429:
+        return ThrottledError(status, message)
+    if status == 0 or status >= 500:
+        return TransportError(status, message)
+    return KubeError(status, message)
 
 
 def _mapped(error: ApiException) -> KubeError:
@@ -118,21 +151,16 @@ def _mapped(error: ApiException) -> KubeError:
         message = json.loads(error.body or "{}").get("message") or str(error.reason)
     except ValueError:
         message = str(error.reason)
-    if status == 409:
-        return ConflictError(status, message)
-    if status == 404:
-        return NotFoundError(status, message)
-    return KubeError(status, message)
+    return error_for(status, message)
 
 
 class Kube:
     """Typed access to exactly the calls the reconciler makes."""
 
     def __init__(self, api: client.ApiClient) -> None:
+        # The client's connection pool and credentials only: every request goes through
+        # _request, so there is one path, one error mapping and one metrics table.
         self.api = api
-        self.core = client.CoreV1Api(api)
-        self.apps = client.AppsV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None) -> Kube:
@@ -149,74 +177,49 @@ class Kube:
             )
         return cls(client.ApiClient(configuration))
 
-    @staticmethod
-    def _call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """One API call, its raw JSON decoded to a dict, its error mapped."""
-        name = getattr(method, "__name__", "")
-        verb = next((v for prefix, v in _VERBS if name.startswith(prefix)), name)
-        resource = _resource_of(name)
-        try:
-            response = method(*args, _preload_content=False, **kwargs)
-        except ApiException as error:
-            _count(verb, resource, int(error.status or 0))
-            raise _mapped(error) from error
-        _count(verb, resource, int(response.status))
-        result: dict[str, Any] = json.loads(response.data)
-        return result
-
     # --- nodes ----------------------------------------------------------------------------
 
     def iter_nodes(self, label_selector: str | None = None) -> Iterator[dict[str, Any]]:
         """All nodes, a page at a time, so only one page of whole Nodes is in memory."""
-        token: str | None = None
+        query = {"limit": str(PAGE_SIZE)}
+        if label_selector:
+            query["labelSelector"] = label_selector
         while True:
-            page = self._call(
-                self.core.list_node,
-                limit=PAGE_SIZE,
-                _continue=token,
-                label_selector=label_selector,
-            )
+            page = self._request("GET", KINDS["Node"].path(), query)
             yield from page.get("items", [])
             token = page.get("metadata", {}).get("continue")
             if not token:
                 return
+            query["continue"] = token
 
     def get_node(self, name: str) -> dict[str, Any]:
-        return self._call(self.core.read_node, name)
+        return self._request("GET", KINDS["Node"].path(name=name))
 
     def patch_node(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """JSON merge patch; a metadata.resourceVersion in it makes it conditional."""
-        return self._call(
-            self.core.patch_node,
-            name,
-            patch,
-            field_manager=names.FIELD_MANAGER,
-            _content_type=MERGE_PATCH,
+        return self._request(
+            "PATCH",
+            KINDS["Node"].path(name=name),
+            {"fieldManager": names.FIELD_MANAGER},
+            body=patch,
+            content_type=MERGE_PATCH,
         )
 
     # --- EdgeGateways ---------------------------------------------------------------------
 
     def get_gateway(self, name: str) -> dict[str, Any]:
-        return self._call(
-            self.custom.get_cluster_custom_object, names.GROUP, names.VERSION, names.PLURAL, name
-        )
+        return self._request("GET", KINDS[names.KIND].path(name=name))
 
     def list_gateways(self) -> list[dict[str, Any]]:
-        listing = self._call(
-            self.custom.list_cluster_custom_object, names.GROUP, names.VERSION, names.PLURAL
-        )
-        return list(listing.get("items", []))
+        return list(self._request("GET", KINDS[names.KIND].path()).get("items", []))
 
     def patch_gateway_status(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self._call(
-            self.custom.patch_cluster_custom_object_status,
-            names.GROUP,
-            names.VERSION,
-            names.PLURAL,
-            name,
-            patch,
-            field_manager=names.FIELD_MANAGER,
-            _content_type=MERGE_PATCH,
+        return self._request(
+            "PATCH",
+            KINDS[names.KIND].path(name=name) + "/status",
+            {"fieldManager": names.FIELD_MANAGER},
+            body=patch,
+            content_type=MERGE_PATCH,
         )
 
     def create_event(
@@ -225,10 +228,12 @@ class Kube:
         """A core/v1 Event about ``target``; for cluster-scoped objects it lives in default."""
         meta = target["metadata"]
         namespace = meta.get("namespace") or "default"
-        self._call(
-            self.core.create_namespaced_event,
-            namespace,
-            {
+        self._request(
+            "POST",
+            KINDS["Event"].path(namespace),
+            body={
+                "apiVersion": "v1",
+                "kind": "Event",
                 "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
                 "involvedObject": {
                     "apiVersion": target["apiVersion"],
@@ -252,13 +257,10 @@ class Kube:
     # --- what the node decisions read ------------------------------------------------------
 
     def list_daemonsets(self) -> list[dict[str, Any]]:
-        return list(self._call(self.apps.list_daemon_set_for_all_namespaces).get("items", []))
+        return list(self._request("GET", KINDS["DaemonSet"].path()).get("items", []))
 
     def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        listing = self._call(
-            self.core.list_namespaced_pod, namespace, label_selector=label_selector
-        )
-        return list(listing.get("items", []))
+        return self.list_objects("Pod", label_selector, namespace=namespace)
 
     def evict_pod(self, namespace: str, name: str) -> None:
         """Evict through the Eviction API, so the PodDisruptionBudget is honoured."""
@@ -291,15 +293,16 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        resource = _path_resource(path)
-        verb = _HTTP_VERBS.get(method) or ("get" if resource.count("/") else "list")
-        resource = resource.split("/")[0] + ("/eviction" if path.endswith("/eviction") else "")
+        verb, resource = request_labels(method, path)
         try:
             response = self.api.call_api(method, url, header_params=headers, body=payload)
             data = response.read()
         except ApiException as error:
             _count(verb, resource, int(error.status or 0))
             raise _mapped(error) from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            _count(verb, resource, 0)
+            raise TransportError(0, f"{type(error).__name__}: {error}") from error
         _count(verb, resource, int(response.status))
         if not 200 <= response.status < 300:
             raise _mapped(ApiException(status=response.status, reason=response.reason, body=data))
@@ -348,10 +351,16 @@ class Kube:
         )
 
 
-def _path_resource(path: str) -> str:
-    """/apis/g/v/namespaces/ns/pods/x -> "pods/x"; /api/v1/nodes -> "nodes"."""
+def request_labels(method: str, path: str) -> tuple[str, str]:
+    """The metric labels of a request: its Kubernetes verb and resource[/subresource].
+
+    GET /api/v1/nodes -> ("list", "nodes"); GET /api/v1/nodes/n -> ("get", "nodes");
+    POST /api/v1/namespaces/ns/pods/p/eviction -> ("create", "pods/eviction").
+    """
     parts = path.split("?", maxsplit=1)[0].strip("/").split("/")
     parts = parts[2:] if parts[0] == "api" else parts[3:]
     if parts[:1] == ["namespaces"] and len(parts) > 2:
         parts = parts[2:]
-    return "/".join(parts[:2])
+    resource = parts[0] + (f"/{parts[2]}" if len(parts) > 2 else "")
+    verb = _HTTP_VERBS.get(method) or ("get" if len(parts) > 1 else "list")
+    return verb, resource

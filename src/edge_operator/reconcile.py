@@ -28,7 +28,17 @@ from edge_operator.facts import (
     NodeFacts,
     PodFacts,
 )
-from edge_operator.kube import ConflictError, Kube, KubeError, NotFoundError
+from edge_operator.kube import (
+    REFUSALS,
+    ConflictError,
+    ForbiddenError,
+    ImmutableError,
+    InvalidError,
+    Kube,
+    KubeError,
+    NotFoundError,
+    ThrottledError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +48,6 @@ ATTEMPTS = 3
 EVENT_REASONS = {"Label": "NodeLabelled", "Taint": "NodeTainted", "Restore": "NodeRestored"}
 #: Event reason for each kind of object change.
 OBJECT_REASONS: dict[Action, str] = {"Create": "Created", "Update": "Updated", "Delete": "Deleted"}
-#: API refusals of one object's apply: reported on the gateway, the pass goes on.
-#: (Anything else, a timeout or a 5xx, fails the pass and it is retried.)
-REFUSED = frozenset({400, 403, 404, 409, 422})
 
 
 class NodeMovedError(Exception):
@@ -390,9 +397,7 @@ class Reconciler:
                 if change == "Delete":
                     continue  # already gone: what we wanted
                 raise
-            except KubeError as error:
-                if error.status not in REFUSED:
-                    raise
+            except REFUSALS as error:
                 log.warning("%s %s refused: %s", change, key, error)
                 failures.append((key, "ApplyFailed", str(error)))
                 result.events.append(Event("Warning", "ApplyFailed", f"{change} {key}: {error}"))
@@ -405,13 +410,8 @@ class Reconciler:
         and created again instead."""
         try:
             return self.kube.apply(obj)
-        except KubeError as error:
-            if not (
-                change == "Update"
-                and key.kind in workload_rules.RECREATE
-                and error.status == 422
-                and "immutable" in str(error)
-            ):
+        except ImmutableError:
+            if not (change == "Update" and key.kind in workload_rules.RECREATE):
                 raise
         log.info("recreating %s: an immutable field changes", key)
         self.kube.delete_object(key.kind, key.namespace, key.name)
@@ -420,10 +420,8 @@ class Reconciler:
     def _evict(self, pod: PodFacts, result: PassResult) -> None:
         try:
             self.kube.evict_pod(pod.namespace, pod.name)
-        except KubeError as error:
-            if error.status not in (404, 429):
-                raise
-            # 429: the PodDisruptionBudget allows no eviction now; a later pass retries.
+        except (NotFoundError, ThrottledError) as error:
+            # Throttled: the PodDisruptionBudget allows no eviction now; a later pass retries.
             log.info("pod %s/%s not evicted yet: %s", pod.namespace, pod.name, error)
             return
         log.info(
@@ -475,9 +473,7 @@ class Reconciler:
         for update in updates:
             try:
                 self._apply(update, result, gateway)
-            except KubeError as error:
-                if error.status not in (403, 422):
-                    raise
+            except (ForbiddenError, InvalidError) as error:
                 return node_rules.Refusal(
                     "NodeChangeDenied",
                     f"the API server refused the change to node {update.name}: {error}",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from edge_operator.kube import _path_resource, _resource_of
+from edge_operator.kube import request_labels
 from edge_operator.leader import LeaseConfig, claimed, held_by_other, micro_time, released
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
@@ -73,28 +73,28 @@ def test_released_lease_is_free_at_once() -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "resource"),
+    ("method", "path", "labels"),
     [
-        ("/api/v1/namespaces/ns/pods/p/eviction", "pods/p"),
-        ("/apis/apps/v1/deployments", "deployments"),
-        ("/apis/apps/v1/namespaces/ns/deployments/d", "deployments/d"),
-        ("/api/v1/namespaces/foo", "namespaces/foo"),
-        ("/apis/coordination.k8s.io/v1/namespaces/ns/leases/l?x=1", "leases/l"),
+        ("POST", "/api/v1/namespaces/ns/pods/p/eviction", ("create", "pods/eviction")),
+        ("GET", "/apis/apps/v1/deployments", ("list", "deployments")),
+        ("GET", "/apis/apps/v1/daemonsets", ("list", "daemonsets")),
+        ("GET", "/apis/apps/v1/namespaces/ns/deployments/d", ("get", "deployments")),
+        ("GET", "/api/v1/namespaces/foo", ("get", "namespaces")),
+        ("PUT", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l?x=1", ("update", "leases")),
+        ("GET", "/api/v1/nodes?limit=500", ("list", "nodes")),
+        ("PATCH", "/api/v1/nodes/n", ("patch", "nodes")),
+        ("POST", "/api/v1/namespaces/default/events", ("create", "events")),
+        (
+            "PATCH",
+            "/apis/edgeoperator.dev/v1alpha1/edgegateways/g/status",
+            ("patch", "edgegateways/status"),
+        ),
+        ("GET", "/apis/edgeoperator.dev/v1alpha1/edgegateways/g", ("get", "edgegateways")),
+        ("DELETE", "/apis/networking.k8s.io/v1/ingressclasses/c", ("delete", "ingressclasses")),
     ],
 )
-def test_request_paths_name_their_resource(path: str, resource: str) -> None:
-    assert _path_resource(path) == resource
-
-
-@pytest.mark.parametrize(
-    ("method", "resource"),
-    [
-        ("list_node", "nodes"),
-        ("list_daemon_set_for_all_namespaces", "daemonsets"),
-        ("create_namespaced_event", "events"),
-        ("patch_cluster_custom_object_status", "edgegateways/status"),
-        ("get_cluster_custom_object", "edgegateways"),
-    ],
-)
-def test_client_methods_name_their_resource(method: str, resource: str) -> None:
-    assert _resource_of(method) == resource
+def test_requests_name_their_verb_and_resource(
+    method: str, path: str, labels: tuple[str, str]
+) -> None:
+    """One request path, one metrics table: the labels come from the method and path."""
+    assert request_labels(method, path) == labels
