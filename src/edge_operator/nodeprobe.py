@@ -180,8 +180,8 @@ class Prober:
         if gateway not in self._gateways():
             return  # deleted while probing
         self._results[gateway] = fresh
-        metrics.set_lb_health(gateway, {n: a.healthy for n, a in fresh.items()})
         verdicts = {n: a.healthy for n, a in fresh.items()}
+        metrics.set_lb_health(gateway, verdicts)
         if verdicts != {n: a.healthy for n, a in before.items()}:
             for node, answer in sorted(fresh.items()):
                 if before.get(node, HealthProbe(None, "")).healthy != answer.healthy:

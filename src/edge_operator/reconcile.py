@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge_operator import metrics, names
+from edge_operator.desired import ingressclass
 from edge_operator.desired import namespace as namespace_rules
 from edge_operator.desired import nodes as node_rules
 from edge_operator.desired import status as status_rules
@@ -356,7 +357,7 @@ class Reconciler:
             objects=current,
             deployment=deployment_key,
             service=Key("Service", ns, name),
-            ingress_class=workload_rules.ingress_class_name(owner, spec),
+            ingress_class=ingressclass.name(owner, spec),
             pending=tuple(changes),
             desired=desired,
             failures=tuple(failures),

@@ -8,8 +8,8 @@ controller pod is gone, so a test can say which came first.
 
 from __future__ import annotations
 
-import threading
 import time
+from contextlib import suppress
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -17,44 +17,35 @@ from kubernetes.client.exceptions import ApiException
 import lab
 from edge_operator import names
 from lab.load import Load, Results
-from tests.dataplane.traffic import NS, Traffic
+from tests.dataplane.traffic import NS, Poller, Traffic, ready
 from tests.e2e.cluster import condition, wait_for
 
-CONTROLLER = f"{names.COMPONENT_LABEL}=controller"
 
-
-class Watcher:
+class Watcher(Poller):
     """When the load balancer stopped sending to ``node``, and when the gateway's
     controller pods on it were all gone (deleted from the API: their containers ended)."""
 
+    period = 0.05
+
     def __init__(self, traffic: Traffic, gateway: str, node: str) -> None:
+        super().__init__()
         self.traffic, self.gateway, self.node = traffic, gateway, node
         self.excluded_at: float | None = None
         self.pods_gone_at: float | None = None
         #: When the Node object was gone (for a test that deletes it).
         self.node_gone_at: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        selector = f"{names.GATEWAY_LABEL}={self.gateway},{CONTROLLER}"
-        while not self._stop.wait(0.05):
-            now = time.monotonic()
-            if self.excluded_at is None and not self.traffic.lb_health(self.gateway).get(self.node):
-                self.excluded_at = now
-            if self.node_gone_at is None:
-                try:
-                    self.traffic.cluster.node(self.node)
-                except ApiException as error:
-                    if error.status == 404:
-                        self.node_gone_at = now
-            if self.pods_gone_at is None:
-                try:
-                    pods = self.traffic.cluster.pods(NS, selector)
-                except ApiException:
-                    continue
-                if not [p for p in pods if p["spec"].get("nodeName") == self.node]:
-                    self.pods_gone_at = now
+    def poll(self) -> bool:
+        now = time.monotonic()
+        if self.excluded_at is None and not self.traffic.lb_health(self.gateway).get(self.node):
+            self.excluded_at = now
+        with suppress(ApiException):
+            if self.node_gone_at is None and not _node_exists(self.traffic, self.node):
+                self.node_gone_at = now
+        with suppress(ApiException):
+            if self.pods_gone_at is None and not _pods_on(self.traffic, self.gateway, self.node):
+                self.pods_gone_at = now
+        return False
 
     def left_first(self, since: float, event: str) -> str:
         """Check that the load balancer stopped sending before the pods were gone; say
@@ -67,23 +58,16 @@ class Watcher:
             f" the pod was gone after {self.pods_gone_at - since:.2f} s"
         )
 
-    def __enter__(self) -> Watcher:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+def _pods_on(traffic: Traffic, gateway: str, node: str) -> list[dict[str, Any]]:
+    return [p for p in traffic.controller_pods(gateway) if p["spec"].get("nodeName") == node]
 
 
 def _evict_through_the_pdb(traffic: Traffic, gateway: str, node: str) -> int:
     """`kubectl drain` after its cordon: evict each controller pod on the node, retrying
     while the PodDisruptionBudget refuses (429). Returns the number of refusals."""
     refused = 0
-    selector = f"{names.GATEWAY_LABEL}={gateway},{CONTROLLER}"
-    for pod in traffic.cluster.pods(NS, selector):
-        if pod["spec"].get("nodeName") != node:
-            continue
+    for pod in _pods_on(traffic, gateway, node):
         body = {"metadata": {"name": pod["metadata"]["name"], "namespace": NS}}
         while True:
             try:
@@ -113,38 +97,29 @@ def _serving_on(traffic: Traffic, gateway: str) -> set[str]:
     return set(traffic.controller_pod_ips(gateway).values())
 
 
-class FirstAnswer:
+class FirstAnswer(Poller):
     """The first answer of a controller pod on ``node``, asked the moment it turns Ready
     (polled every 20 ms), straight at the pod from its node: Ready must mean routes."""
 
+    period = 0.02
+
     def __init__(self, traffic: Traffic, gateway: str, node: str) -> None:
+        super().__init__()
         self.traffic, self.gateway, self.node = traffic, gateway, node
         self.status: int | None = None
         self.pod = ""
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        selector = f"{names.GATEWAY_LABEL}={self.gateway},{CONTROLLER}"
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            for pod in self.traffic.cluster.pods(NS, selector):
-                ready = (condition(pod, "Ready") or {}).get("status") == "True"
-                if pod["spec"].get("nodeName") == self.node and ready:
-                    self.pod = pod["metadata"]["name"]
-                    self.status = self._ask(pod["status"]["podIP"])
-                    return
-            time.sleep(0.02)
+    def poll(self) -> bool:
+        for pod in _pods_on(self.traffic, self.gateway, self.node):
+            if ready(pod):
+                self.pod = pod["metadata"]["name"]
+                self.status = self._ask(pod["status"]["podIP"])
+                return True
+        return False
 
     def _ask(self, ip: str) -> int:
         status, _ = lab.net.call_in(self.node, lambda: lab.http_get(ip, 8000, "/json", timeout=2))
         return status
-
-    def __enter__(self) -> FirstAnswer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._thread.join()
 
 
 def _report(what: str, results: Results, extra: str = "") -> None:

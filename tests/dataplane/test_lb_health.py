@@ -10,7 +10,6 @@ keeps forwarding until the load balancer drops it, and not one request may fail.
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ from lab.load import Load
 from tests.dataplane.traffic import FAST_CHECK, Traffic
 from tests.e2e.cluster import condition, wait_for
 from tests.e2e.operator import OperatorProcess
+from tests.e2e.test_operations import samples
 
 HEALTHY = "EdgeNodesHealthy"
 
@@ -29,16 +29,12 @@ def _node_health(obj: dict[str, Any]) -> dict[str, bool | None]:
 
 
 def _gauge(operator: OperatorProcess, gateway: str) -> dict[str, float]:
-    pattern = re.compile(
-        r'^edge_operator_edge_node_lb_healthy\{gateway="'
-        + re.escape(gateway)
-        + r'",node="([^"]+)"\} (\S+)$'
-    )
-    found = {}
-    for line in operator.metrics_text().splitlines():
-        if match := pattern.match(line):
-            found[match.group(1)] = float(match.group(2))
-    return found
+    """Node -> edge_operator_edge_node_lb_healthy of the gateway, from /metrics."""
+    return {
+        dict(labels)["node"]: value
+        for (name, labels), value in samples(operator).items()
+        if name == "edge_operator_edge_node_lb_healthy" and dict(labels)["gateway"] == gateway
+    }
 
 
 def test_kube_proxy_stopped_on_an_edge_node_is_named_and_recovers(

@@ -8,7 +8,6 @@ balancer sending to it.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -16,44 +15,33 @@ from kubernetes.client.exceptions import ApiException
 
 from edge_operator import names
 from lab.load import Load
-from tests.dataplane.traffic import NS, Traffic
-from tests.e2e.cluster import condition, wait_for
+from tests.dataplane.traffic import NS, Poller, Traffic, ready
+from tests.e2e.cluster import wait_for
 
 
-class Sampler:
+class Sampler(Poller):
     """Every 100 ms: the edge nodes without a ready, non-terminating controller pod."""
 
     def __init__(self, traffic: Traffic, gateway: str, edges: set[str]) -> None:
+        super().__init__()
         self.traffic, self.gateway, self.edges = traffic, gateway, edges
         self.samples = 0
         self.gaps: list[tuple[float, set[str]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        selector = f"{names.GATEWAY_LABEL}={self.gateway},{names.COMPONENT_LABEL}=controller"
-        while not self._stop.wait(0.1):
-            try:
-                pods = self.traffic.cluster.pods(NS, selector)
-            except ApiException:
-                continue
-            serving = {
-                p["spec"].get("nodeName")
-                for p in pods
-                if not p["metadata"].get("deletionTimestamp")
-                and (condition(p, "Ready") or {}).get("status") == "True"
-            }
-            self.samples += 1
-            if missing := self.edges - serving:
-                self.gaps.append((time.monotonic(), missing))
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def poll(self) -> bool:
+        try:
+            pods = self.traffic.controller_pods(self.gateway)
+        except ApiException:
+            return False
+        serving = {
+            p["spec"].get("nodeName")
+            for p in pods
+            if not p["metadata"].get("deletionTimestamp") and ready(p)
+        }
+        self.samples += 1
+        if missing := self.edges - serving:
+            self.gaps.append((time.monotonic(), missing))
+        return False
 
 
 def _rolled_out(traffic: Traffic, name: str, revision: str) -> dict[str, Any] | None:
@@ -62,8 +50,7 @@ def _rolled_out(traffic: Traffic, name: str, revision: str) -> dict[str, Any] | 
     status = deploy.get("status") or {}
     labels = deploy["spec"]["template"]["metadata"]["labels"]
     pods = traffic.controller_pod_ips(name)
-    selector = f"{names.GATEWAY_LABEL}={name},{names.COMPONENT_LABEL}=controller"
-    all_pods = traffic.cluster.pods(NS, selector)
+    all_pods = traffic.controller_pods(name)
     done = (
         labels[names.TEMPLATE_HASH_LABEL] != revision
         and status.get("observedGeneration") == deploy["metadata"]["generation"]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from kubernetes import client as k8s
 
@@ -212,11 +213,46 @@ class Traffic:
 
     # --- the cluster ------------------------------------------------------------------
 
+    def controller_pods(self, name: str) -> list[dict[str, Any]]:
+        """The gateway's controller pods, whatever their state."""
+        selector = f"{names.GATEWAY_LABEL}={name},{names.COMPONENT_LABEL}=controller"
+        return self.cluster.pods(NS, selector)
+
     def controller_pod_ips(self, name: str) -> dict[str, str]:
         """Pod IP -> node of the gateway's ready controller pods."""
-        selector = f"{names.GATEWAY_LABEL}={name},{names.COMPONENT_LABEL}=controller"
         return {
             p["status"]["podIP"]: p["spec"]["nodeName"]
-            for p in self.cluster.pods(NS, selector)
-            if (condition(p, "Ready") or {}).get("status") == "True"
+            for p in self.controller_pods(name)
+            if ready(p)
         }
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    return (condition(pod, "Ready") or {}).get("status") == "True"
+
+
+class Poller:
+    """Calls ``poll`` every ``period`` seconds in a thread of its own while a ``with``
+    block runs, until ``poll`` returns True or the block ends."""
+
+    period = 0.1
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def poll(self) -> bool:
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            if self.poll():
+                return
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -305,6 +305,28 @@ def _taint_change(node: str, ident: tuple[str, str], taint: Taint | None) -> api
 # --- the decision -------------------------------------------------------------------------
 
 
+def _drain_or_release(
+    leaving: Iterable[NodeFacts],
+    facts: Facts,
+    labels: Mapping[str, str],
+    taint: Taint | None,
+) -> tuple[list[str], list[NodeUpdate]]:
+    """Edge nodes the gateway lets go: drained while a controller pod of its is on them
+    and they are Ready (kept configured with ``labels``), else restored."""
+    me = facts.gateway.name
+    pods_on = {p.node_name for p in facts.controller_pods}
+    draining: list[str] = []
+    updates: list[NodeUpdate] = []
+    for node in leaving:
+        if node.ready and node.name in pods_on:
+            draining.append(node.name)
+            if update := configure(node, me, labels, taint):
+                updates.append(update)
+        else:
+            updates.append(restore(node))
+    return draining, updates
+
+
 def decide(facts: Facts) -> NodeDecision:
     """Decide one gateway's edge nodes and the node changes to get there."""
     gw = facts.gateway
@@ -374,6 +396,8 @@ def decide(facts: Facts) -> NodeDecision:
     taint = desired_taint(spec)
     ready_pods = {p.node_name for p in facts.controller_pods if p.ready}
     labels = {spec.nodes.role_label: "", names.GATEWAY_LABEL: me}
+    # What a leaving edge node carries: cloud load balancers stop sending to it.
+    leaving_labels = {**labels, names.EXCLUDE_LB_LABEL: "true"}
     updates: list[NodeUpdate] = []
     pending: list[str] = []
     for node in selected:
@@ -384,20 +408,12 @@ def decide(facts: Facts) -> NodeDecision:
                 node_taint = None
                 pending.append(node.name)
         # Labels go on at once, so the controller pod can be scheduled on the node.
-        node_labels = {**labels, names.EXCLUDE_LB_LABEL: "true"} if node.leaving else labels
+        node_labels = leaving_labels if node.leaving else labels
         if update := configure(node, me, node_labels, node_taint):
             updates.append(update)
-    pods_on = {p.node_name for p in facts.controller_pods}
-    draining: list[str] = []
-    for node in sorted(held, key=lambda n: n.name):
-        if node.name in chosen:
-            continue
-        if node.ready and node.name in pods_on:
-            draining.append(node.name)
-            if update := configure(node, me, {**labels, names.EXCLUDE_LB_LABEL: "true"}, taint):
-                updates.append(update)
-        else:
-            updates.append(restore(node))
+    leaving = [n for n in sorted(held, key=lambda n: n.name) if n.name not in chosen]
+    draining, releases = _drain_or_release(leaving, facts, leaving_labels, taint)
+    updates.extend(releases)
     return NodeDecision(
         selected=tuple(sorted(chosen)),
         updates=tuple(updates),

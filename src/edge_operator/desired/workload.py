@@ -71,10 +71,6 @@ def provider_cluster_roles() -> list[dict[str, Any]]:
     return [role for provider in PROVIDERS.values() for role in provider.cluster_roles()]
 
 
-def ingress_class_name(owner: Owner, spec: api.EdgeGatewaySpec) -> str:
-    return ingressclass.name(owner, spec)
-
-
 def replicas(inputs: Inputs) -> int:
     """One pod per Ready edge node, capped by controller.replicas; an HPA's count wins.
 
@@ -95,7 +91,7 @@ def render(inputs: Inputs) -> Rendered:
         Context(
             gateway=inputs.owner.name,
             namespace=spec.controller.namespace,
-            ingress_class=ingress_class_name(inputs.owner, spec),
+            ingress_class=ingressclass.name(inputs.owner, spec),
             service=name,
             config_map=name,
             spec=spec,
