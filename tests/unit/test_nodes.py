@@ -473,3 +473,20 @@ def test_a_node_out_of_the_selection_drains_before_it_is_restored() -> None:
     assert names.GATEWAY_LABEL not in restored.labels
     assert EXCLUDE not in restored.labels
     assert restored.finalizers == ()
+
+
+def test_a_draining_node_keeps_its_taint_as_it_is_and_gets_no_new_no_execute() -> None:
+    """NoExecute goes on only once a controller pod is Ready there; a node leaving the
+    selection whose pod never got Ready must not get it while it drains (it would evict
+    every other pod on a node the gateway is letting go)."""
+    no_execute = {"taint": {"effect": "NoExecute"}}
+    named = gateway(nodes={"selector": None, "names": ["a", "b"], **no_execute})
+    starting = (PodFacts("p", "a", ready=False),)
+    a = _configured(named, node("a"), node("b"))
+    assert not any(t.effect == "NoExecute" for t in a.taints)
+    fewer = gateway(nodes={"selector": None, "names": ["b"], **no_execute})
+    decision = rules.decide(facts(fewer, [a, node("b"), worker("w")], controller_pods=starting))
+    assert decision.draining == ("a",)
+    update = next(u for u in decision.updates if u.name == "a")
+    assert update.taints is None
+    assert not any(c.action == "Taint" for c in update.changes)

@@ -320,7 +320,11 @@ def _drain_or_release(
     for node in leaving:
         if node.ready and node.name in pods_on:
             draining.append(node.name)
-            if update := configure(node, me, labels, taint):
+            # The taint stays as it is: one not on the node yet (a NoExecute still
+            # waiting for a Ready pod) does not go on a node the gateway lets go.
+            record = node.record
+            kept = taint if taint and record and taint.ident in record.taints else None
+            if update := configure(node, me, labels, kept):
                 updates.append(update)
         else:
             updates.append(restore(node))
