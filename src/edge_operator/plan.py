@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import urllib3.exceptions
 import yaml
 from pydantic import ValidationError
 
@@ -188,7 +187,7 @@ def run(path: Path, kubeconfig: str | None) -> int:
         preview = reconciler.plan(obj)
     except ValueError as error:
         return _fail(str(error))
-    except (KubeError, urllib3.exceptions.HTTPError) as error:
+    except KubeError as error:  # TransportError included: the API server cannot be reached
         return _fail(f"cannot read the cluster: {error}")
     status, report = outcome(preview)
     (sys.stderr if status == FAILED else sys.stdout).write(report)

@@ -335,3 +335,28 @@ def test_plan_does_not_import_kopf() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_an_unreachable_cluster_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kube.py turns a failed connection into a TransportError (a KubeError)."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "x"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    examples = Path(__file__).resolve().parents[2] / "examples" / "basic.yaml"
+    assert plan.run(examples, str(kubeconfig)) == plan.FAILED
+    err = capsys.readouterr().err
+    assert err.startswith("edge-operator plan: cannot read the cluster: ")
+    assert "Connection refused" in err
+    assert "Traceback" not in err
