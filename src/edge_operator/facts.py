@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edge_operator import api, names
+from edge_operator.desired.objects import Key
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,21 @@ class PodFacts:
 
 
 @dataclass(frozen=True)
+class WorkloadFacts:
+    """What the cluster holds of a gateway's workload, read before anything is decided."""
+
+    #: The gateway's objects (found by its label), as the API returned them.
+    owned: Mapping[Key, Mapping[str, Any]] = field(default_factory=dict)
+    #: The Deployment's replicas when a HorizontalPodAutoscaler targets it, else None.
+    autoscaled_replicas: int | None = None
+    namespace_exists: bool = True
+    #: Objects the gateway would create whose name is taken by an object not its own.
+    foreign: frozenset[Key] = frozenset()
+    #: Provider ClusterRoles the gateway's bindings point at that do not exist.
+    missing_roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything one reconcile pass of one gateway reads."""
 
@@ -298,3 +314,4 @@ class Facts:
     now: str = ""
     #: Node -> the latest probe of its load-balancer health check; None: probing is off.
     lb_health: Mapping[str, HealthProbe] | None = None
+    workload: WorkloadFacts = field(default_factory=WorkloadFacts)

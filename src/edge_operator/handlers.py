@@ -2,12 +2,17 @@
 
 Importing this module registers the handlers with kopf's default registry.
 
-- EdgeGateway create/update/resume and a slow timer run the reconcile pass;
-  delete restores the nodes (the only finalizer, and only on EdgeGateways).
+- Every pass runs from one work queue (``Runtime.work``): a change to a gateway's
+  spec, the operator's start, a slow resync and every change below queue the gateway;
+  a burst of changes becomes one pass. Passes of different gateways run at the same
+  time (reconcile.py says how claims on nodes stay deterministic); a failed pass is
+  queued again after ``backoff``, the one retry policy, which the delete handler's
+  kopf.TemporaryError uses too.
+- Delete restores the nodes (the only finalizer, and only on EdgeGateways).
 - Nodes are followed with ``on.event`` only, into a cache of small records:
   kopf never writes annotations or finalizers onto Nodes. A node change that
   matters to a gateway (it holds the node, selects it, or is waiting for nodes)
-  queues that gateway for a pass; a burst of changes becomes one pass.
+  queues that gateway; a heartbeat, which changes nothing we keep, costs no pass.
 - The objects a gateway owns (found by the edgeoperator.dev/gateway label) are
   followed the same way, and so are its controller pods: any change to one, its
   status included, queues its gateway, so drift is corrected, status follows the
@@ -31,8 +36,9 @@ from edge_operator.desired.nodes import candidates, holder
 from edge_operator.desired.status import NODES_CONFIGURED
 from edge_operator.desired.workload import OWNED_KINDS
 from edge_operator.facts import GatewayFacts, NodeFacts, is_true
+from edge_operator.gather import NodeCache
 from edge_operator.kube import KINDS, Kube, KubeError
-from edge_operator.reconcile import NodeCache, Reconciler
+from edge_operator.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +48,10 @@ RESYNC_SECONDS = float(os.environ.get("EDGE_OPERATOR_RESYNC_SECONDS", "300"))
 #: The kinds of object a gateway owns, as (group, version, plural): what the pass
 #: builds (workload.OWNED_KINDS), where the API serves it (kube.KINDS).
 OWNED_RESOURCES = tuple((*KINDS[kind].group_version, KINDS[kind].plural) for kind in OWNED_KINDS)
-#: Delay before a failed pass runs again.
-RETRY_SECONDS = 10.0
+#: A failed pass runs again after 1, 2, 4, ... seconds, at most this long.
+RETRY_MAX_SECONDS = 30.0
+#: Passes of different gateways running at once.
+PARALLEL_PASSES = 4
 #: Node events closer together than this are handled in one pass.
 DEBOUNCE_SECONDS = 0.2
 #: Probe every edge node's load-balancer health check ("off": operator flag
@@ -51,10 +59,16 @@ DEBOUNCE_SECONDS = 0.2
 PROBE_EDGE_NODES = os.environ.get("EDGE_OPERATOR_PROBE_EDGE_NODES", "on") != "off"
 
 
+def backoff(failures: int) -> float:
+    """Seconds before the next attempt after ``failures`` failed ones in a row."""
+    return float(min(RETRY_MAX_SECONDS, 2 ** max(0, failures - 1)))
+
+
 class Runtime:
     """Operator-wide state, kept in kopf's memo."""
 
     def __init__(self, kube: Kube, probe_edge_nodes: bool = PROBE_EDGE_NODES) -> None:
+        self.kube = kube
         self.cache = NodeCache()
         self.gateways: dict[str, GatewayFacts] = {}
         self.prober = (
@@ -63,11 +77,25 @@ class Runtime:
             else None
         )
         self.reconciler = Reconciler(
-            kube, self.cache, lb_health=self.prober.results if self.prober else None
+            kube,
+            self.cache,
+            lb_health=self.prober.results if self.prober else None,
+            gateways=lambda: list(self.gateways.values()),
         )
         self.pending: set[str] = set()
+        self.running: set[str] = set()
+        self.failures: dict[str, int] = {}
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
+        self.passes: set[asyncio.Task[None]] = set()
+
+    def seed(self) -> int:
+        """Read every node and gateway once, before the watches start."""
+        count = self.reconciler.seed()
+        for raw in self.kube.list_gateways():
+            gw = GatewayFacts.from_api(raw)
+            self.gateways[gw.name] = gw
+        return count
 
     def poke(self, *gateways: str) -> None:
         if gateways:
@@ -85,19 +113,63 @@ class Runtime:
                 out.add(gw.name)
         return out
 
+    def related(self, changed: list[GatewayFacts], name: str) -> set[str]:
+        """The other gateways a change of gateway ``name`` (its versions ``changed``) can
+        concern: those selecting a node it selects or holds, those still waiting for
+        nodes, and those that count the worker nodes it may take."""
+        nodes = self.cache.snapshot()
+        touched = {n.name for n in nodes.values() if holder(n) == name}
+        for gw in changed:
+            if gw.spec is not None:
+                touched.update(n.name for n in candidates(gw.spec, nodes))
+        return {
+            other.name
+            for other in self.gateways.values()
+            if other.name != name
+            and other.spec is not None
+            and not other.deleting
+            and (
+                not _converged(other)
+                or other.spec.nodes.min_worker_nodes > 0
+                or any(n.name in touched for n in candidates(other.spec, nodes))
+            )
+        }
+
     async def work(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Run queued passes, up to PARALLEL_PASSES at once and one per gateway."""
+        slots = asyncio.Semaphore(PARALLEL_PASSES)
         while True:
             await self.wake.wait()
             self.wake.clear()
             await asyncio.sleep(DEBOUNCE_SECONDS)
-            batch, self.pending = sorted(self.pending), set()
-            for name in batch:
-                try:
-                    await asyncio.to_thread(self.reconciler.reconcile, name)
-                except Exception:
-                    log.exception("reconcile of %s failed; retrying in %ss", name, RETRY_SECONDS)
-                    loop.call_later(RETRY_SECONDS, self.poke, name)
+            ready = sorted(self.pending - self.running)
+            self.pending -= set(ready)
+            for name in ready:
+                self.running.add(name)
+                task = asyncio.create_task(self._run(name, slots))
+                self.passes.add(task)
+                task.add_done_callback(self.passes.discard)
+
+    async def _run(self, name: str, slots: asyncio.Semaphore) -> None:
+        try:
+            async with slots:
+                await asyncio.to_thread(self.reconciler.reconcile, name)
+            self.failures.pop(name, None)
+        except Exception:
+            failures = self.failures[name] = self.failures.get(name, 0) + 1
+            delay = backoff(failures)
+            log.exception("pass of %s failed (%d in a row); again in %ss", name, failures, delay)
+            asyncio.get_running_loop().call_later(delay, self.poke, name)
+        finally:
+            self.running.discard(name)
+            if name in self.pending:
+                self.wake.set()  # changed while its pass ran
+
+    async def resync(self) -> None:
+        """A full pass of every gateway every RESYNC_SECONDS, changes or not."""
+        while True:
+            await asyncio.sleep(RESYNC_SECONDS)
+            self.poke(*self.gateways)
 
 
 def _converged(gw: GatewayFacts) -> bool:
@@ -113,7 +185,7 @@ def runtime(memo: kopf.Memo) -> Runtime:
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, retry: int, **_: Any) -> None:
     # kopf keeps its bookkeeping (handler progress, last-handled state) in annotations
     # under our own prefix, and only on EdgeGateways: Nodes are never handled by kopf.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
@@ -126,14 +198,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.level = logging.WARNING
     rt = Runtime(Kube.connect())
     try:
-        # Startup handlers finish before kopf starts any watch, so the node events
-        # that follow only bring this complete list forward.
-        count = await asyncio.to_thread(rt.reconciler.seed)
+        # Startup handlers finish before kopf starts any watch, so the events that
+        # follow only bring these complete lists forward.
+        count = await asyncio.to_thread(rt.seed)
     except KubeError as error:
-        raise kopf.TemporaryError(f"cannot list nodes: {error}", delay=RETRY_SECONDS) from error
-    log.info("following %d nodes", count)
+        delay = backoff(retry + 1)
+        raise kopf.TemporaryError(f"cannot list nodes: {error}", delay=delay) from error
+    log.info("following %d nodes and %d gateways", count, len(rt.gateways))
     probes.STATE.watching.set()
-    rt.tasks.append(asyncio.create_task(rt.work()))
+    rt.poke(*rt.gateways)
+    rt.tasks += [asyncio.create_task(rt.work()), asyncio.create_task(rt.resync())]
     if rt.prober:
         rt.tasks.append(asyncio.create_task(rt.prober.run()))
     memo["runtime"] = rt
@@ -143,7 +217,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     rt = memo.get("runtime")
     if isinstance(rt, Runtime):
-        for task in rt.tasks:
+        for task in [*rt.tasks, *rt.passes]:
             task.cancel()
 
 
@@ -202,35 +276,24 @@ async def gateway_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
     before = rt.gateways.get(name)
     if event["type"] == "DELETED":
         rt.gateways.pop(name, None)
-        changed = True
-    else:
-        after = GatewayFacts.from_api(raw)
-        rt.gateways[name] = after
-        changed = before is None or (before.generation, before.deleting) != (
-            after.generation,
-            after.deleting,
-        )
-    if changed:
-        rt.poke(*(other for other in rt.gateways if other != name))
-
-
-@kopf.on.resume(**GATEWAYS)
-@kopf.on.create(**GATEWAYS)
-@kopf.on.update(**GATEWAYS)
-@kopf.timer(**GATEWAYS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def reconcile_gateway(name: str, memo: kopf.Memo, **_: Any) -> None:
-    try:
-        runtime(memo).reconciler.reconcile(name)
-    except KubeError as error:
-        raise kopf.TemporaryError(f"API request failed: {error}", delay=RETRY_SECONDS) from error
+        rt.poke(*rt.related([before] if before else [], name))
+        return
+    after = GatewayFacts.from_api(raw)
+    rt.gateways[name] = after
+    if before is None or (before.generation, before.deleting) != (
+        after.generation,
+        after.deleting,
+    ):
+        # Its status and metadata are the operator's own writes: they queue nothing.
+        rt.poke(name, *rt.related([g for g in (before, after) if g], name))
 
 
 @kopf.on.delete(**GATEWAYS)
-def delete_gateway(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def delete_gateway(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
     metrics.forget(body["metadata"]["name"])
     try:
         runtime(memo).reconciler.cleanup(body)
     except KubeError as error:
         raise kopf.TemporaryError(
-            f"could not restore every node yet: {error}", delay=RETRY_SECONDS
+            f"could not restore every node yet: {error}", delay=backoff(retry + 1)
         ) from error

@@ -20,8 +20,9 @@ from pydantic import ValidationError
 
 from edge_operator import api, names
 from edge_operator.desired.objects import project
+from edge_operator.gather import NodeCache
 from edge_operator.kube import Kube, KubeError
-from edge_operator.reconcile import NodeCache, Preview, Reconciler
+from edge_operator.reconcile import Preview, Reconciler
 
 #: Exit statuses: nothing to change; an error or a refusal; changes to make.
 NO_CHANGES, FAILED, CHANGES = 0, 1, 2

@@ -61,6 +61,8 @@ IO = frozenset(
         "edge_operator.kube",
         "edge_operator.handlers",
         "edge_operator.reconcile",
+        "edge_operator.gather",
+        "edge_operator.write",
         "edge_operator.nodeprobe",
         "edge_operator.probes",
         "edge_operator.leader",
@@ -124,3 +126,50 @@ def test_the_layering_check_sees_io(tmp_path: Path, line: str) -> None:
     assert _io_imports(probe)
     probe.write_text("from edge_operator import names\nimport hashlib\n")
     assert _io_imports(probe) == set()
+
+
+#: A class longer than this is doing more than one thing (STYLE.md: gather, decide, write).
+MAX_CLASS_LINES = 200
+
+
+def test_no_class_is_longer_than_the_limit() -> None:
+    lengths = {
+        f"{path.relative_to(PACKAGE)}:{node.name}": (node.end_lineno or 0) - node.lineno + 1
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+    }
+    assert len(lengths) > 20
+    assert {name: n for name, n in lengths.items() if n > MAX_CLASS_LINES} == {}
+
+
+def _method(path: Path, cls: str, name: str) -> ast.FunctionDef:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == name:
+                    return item
+    raise AssertionError(f"{cls}.{name} not found in {path}")
+
+
+def test_plan_gathers_and_decides_and_has_no_write_path() -> None:
+    """``edge-operator plan`` is the pass without its write step: it uses the pass's own
+    gather and decide code, and never reaches the Writer."""
+    plan = _method(PACKAGE / "reconcile.py", "Reconciler", "plan")
+    used = {n.attr for n in ast.walk(plan) if isinstance(n, ast.Attribute)}
+    called = {
+        n.func.id
+        for n in ast.walk(plan)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    }
+    assert {"gather", "facts"} <= used
+    assert "decide" in called
+    assert "write" not in used
+    # And the pass shares both.
+    decide_and_write = _method(PACKAGE / "reconcile.py", "Reconciler", "_decide_and_write")
+    called = {
+        n.func.id
+        for n in ast.walk(decide_and_write)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    }
+    assert "decide" in called

@@ -434,3 +434,28 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
         elif before != value or key not in old:
             patch[key] = value
     return patch
+
+
+def refused_reasons(status: Mapping[str, Any]) -> list[str]:
+    """The reasons of the conditions that say the gateway's spec was refused (for metrics)."""
+    return sorted(
+        {
+            c["reason"]
+            for c in status.get("conditions") or []
+            if c.get("status") != "True" and c.get("reason") in DEGRADED_REASONS
+        }
+    )
+
+
+def condition(status: Mapping[str, Any], type_: str) -> tuple[str, str, str] | None:
+    """(status, reason, message) of the condition of that type, if there is one."""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == type_:
+            return (cond.get("status", ""), cond.get("reason", ""), cond.get("message", ""))
+    return None
+
+
+def warn_again(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Whether a refusal deserves its Warning Event: once when it appears or changes,
+    not on every pass that finds it still refused."""
+    return condition(before, NODES_CONFIGURED) != condition(after, NODES_CONFIGURED)

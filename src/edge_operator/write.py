@@ -1,0 +1,220 @@
+"""The write step of a pass: make the changes a decision lists, and report each one.
+
+Every method takes a decided change and returns the Events to post; nothing here
+decides what to change. Node patches carry the resourceVersion the decision was
+made on, so a node that changed meanwhile raises NodeMovedError and the pass
+decides again on the newer node.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from edge_operator import metrics
+from edge_operator.desired import namespace as namespace_rules
+from edge_operator.desired import nodes as node_rules
+from edge_operator.desired import status as status_rules
+from edge_operator.desired import workload as workload_rules
+from edge_operator.desired.changes import WorkloadPlan
+from edge_operator.desired.objects import Action, Key
+from edge_operator.facts import GatewayFacts, NodeFacts, PodFacts
+from edge_operator.gather import NodeCache
+from edge_operator.kube import (
+    REFUSALS,
+    ConflictError,
+    ForbiddenError,
+    ImmutableError,
+    InvalidError,
+    Kube,
+    KubeError,
+    NotFoundError,
+    ThrottledError,
+)
+
+log = logging.getLogger(__name__)
+
+#: Attempts at a node change when the node changed under it (resourceVersion conflict).
+ATTEMPTS = 3
+#: Event reason for each kind of node change.
+EVENT_REASONS = {"Label": "NodeLabelled", "Taint": "NodeTainted", "Restore": "NodeRestored"}
+#: Event reason for each kind of object change.
+OBJECT_REASONS: dict[Action, str] = {"Create": "Created", "Update": "Updated", "Delete": "Deleted"}
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+class NodeMovedError(Exception):
+    """A node changed or vanished between reading it and patching it."""
+
+    def __init__(self, node: str, cause: KubeError) -> None:
+        super().__init__(f"node {node} changed during the pass: {cause}")
+        self.node = node
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class ObjectsWritten:
+    """The owned objects after the changes (as the API returned them), and what failed."""
+
+    objects: dict[Key, Mapping[str, Any]]
+    failures: tuple[tuple[Key, str, str], ...]
+    events: tuple[Event, ...]
+
+
+class Writer:
+    def __init__(self, kube: Kube, cache: NodeCache, clock: Callable[[], str]) -> None:
+        self.kube = kube
+        self.cache = cache
+        self.clock = clock
+
+    # --- nodes ------------------------------------------------------------------------------
+
+    def nodes(
+        self, gateway: str, updates: Iterable[node_rules.NodeUpdate]
+    ) -> tuple[node_rules.Refusal | None, list[Event]]:
+        """Apply the node changes; a refusal by the API server stops them and is returned
+        (e.g. the chart's node policy does not list this gateway's keys)."""
+        events: list[Event] = []
+        for update in updates:
+            try:
+                events += self.node(update, gateway)
+            except (ForbiddenError, InvalidError) as error:
+                return node_rules.Refusal(
+                    "NodeChangeDenied",
+                    f"the API server refused the change to node {update.name}: {error}",
+                ), events
+        return None, events
+
+    def node(self, update: node_rules.NodeUpdate, gateway: str) -> list[Event]:
+        try:
+            node = self.kube.patch_node(update.name, update.patch())
+        except (ConflictError, NotFoundError) as changed:
+            raise NodeMovedError(update.name, changed) from changed
+        self.cache.put(NodeFacts.from_api(node))
+        events = []
+        for change in update.changes:
+            metrics.NODE_CHANGES.labels(gateway, change.action.lower()).inc()
+            log.info("node %s: %s", update.name, change.detail)
+            events.append(
+                Event(
+                    "Normal", EVENT_REASONS[change.action], f"node {update.name}: {change.detail}"
+                )
+            )
+        return events
+
+    def restore(self, node: NodeFacts) -> list[Event]:
+        """Put back what the record on ``node`` says, re-reading the node when it moved."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return self.node(node_rules.restore(node), node_rules.holder(node) or "")
+            except NodeMovedError as moved:
+                if isinstance(moved.cause, NotFoundError):
+                    self.cache.remove(node.name)
+                    return []
+                if attempt == ATTEMPTS:
+                    raise moved.cause from moved
+                self.refresh(node.name)
+                fresh = self.cache.snapshot().get(node.name)
+                if fresh is None or node_rules.holder(fresh) is None:
+                    return []
+                node = fresh
+        return []
+
+    def refresh(self, name: str) -> None:
+        try:
+            self.cache.put(NodeFacts.from_api(self.kube.get_node(name)))
+        except NotFoundError:
+            self.cache.remove(name)
+
+    # --- pods and objects -------------------------------------------------------------------
+
+    def evict(self, pods: Iterable[PodFacts]) -> list[Event]:
+        events = []
+        for pod in pods:
+            try:
+                self.kube.evict_pod(pod.namespace, pod.name)
+            except (NotFoundError, ThrottledError) as error:
+                # Throttled: the PodDisruptionBudget allows no eviction now; a later pass retries.
+                log.info("pod %s/%s not evicted yet: %s", pod.namespace, pod.name, error)
+                continue
+            log.info("evicted pod %s/%s from %s", pod.namespace, pod.name, pod.node_name)
+            events.append(
+                Event(
+                    "Normal",
+                    "PodEvicted",
+                    f"evicted controller pod {pod.namespace}/{pod.name}: {pod.node_name} is no"
+                    " longer an edge node",
+                )
+            )
+        return events
+
+    def objects(
+        self, planned: WorkloadPlan, owned: Mapping[Key, Mapping[str, Any]]
+    ) -> ObjectsWritten:
+        """Make the planned changes but the refused creates (``planned.conflicts``)."""
+        after = dict(owned)
+        failures: list[tuple[Key, str, str]] = []
+        events: list[Event] = []
+        for key, change in planned.changes:
+            if key in planned.conflicts:
+                continue
+            try:
+                if change == "Delete":
+                    after.pop(key, None)
+                    self.kube.delete_object(key.kind, key.namespace, key.name)
+                elif key.kind == "Namespace":
+                    self.kube.apply(namespace_rules.namespace(key.name))
+                else:
+                    after[key] = self._apply(change, key, planned.desired[key])
+            except NotFoundError:
+                if change == "Delete":
+                    continue  # already gone: what we wanted
+                raise
+            except REFUSALS as error:
+                log.warning("%s %s refused: %s", change, key, error)
+                failures.append((key, "ApplyFailed", str(error)))
+                events.append(Event("Warning", "ApplyFailed", f"{change} {key}: {error}"))
+                continue
+            reason = OBJECT_REASONS[change]
+            log.info("%s %s", reason.lower(), key)
+            events.append(Event("Normal", reason, f"{reason} {key}"))
+        return ObjectsWritten(after, tuple(failures), tuple(events))
+
+    def _apply(self, change: Action, key: Key, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply; an object of a kind in workload.RECREATE whose immutable field must
+        change (e.g. an IngressClass's controller when the provider changes) is deleted
+        and created again instead."""
+        try:
+            return self.kube.apply(obj)
+        except ImmutableError:
+            if not (change == "Update" and key.kind in workload_rules.RECREATE):
+                raise
+        log.info("recreating %s: an immutable field changes", key)
+        self.kube.delete_object(key.kind, key.namespace, key.name)
+        return self.kube.apply(obj)
+
+    # --- the gateway ------------------------------------------------------------------------
+
+    def status(self, gw: GatewayFacts, status: Mapping[str, Any]) -> None:
+        """Write only the fields that differ (nothing when none does)."""
+        patch = status_rules.merge_patch(gw.status, dict(status))
+        if patch:
+            self.kube.patch_gateway_status(gw.name, {"status": patch})
+
+    def post(self, gateway: Mapping[str, Any], events: Iterable[Event]) -> None:
+        for event in events:
+            try:
+                self.kube.create_event(
+                    gateway, event.type, event.reason, event.message, self.clock()
+                )
+            except KubeError as error:
+                # An Event is a report, not state: losing one must not fail the pass.
+                log.warning("could not post event %s: %s", event.reason, error)
