@@ -84,11 +84,6 @@ class Gatherer:
         self.lb_health = lb_health
         self.clock = clock
 
-    def seed(self) -> int:
-        """Fill the node cache with one paginated list (before the node watch starts)."""
-        self.cache.replace_all(NodeFacts.from_api(n) for n in self.kube.iter_nodes())
-        return len(self.cache)
-
     def gateway(self, name: str) -> dict[str, Any] | None:
         """The gateway as the API has it now (its status is what the pass merges into)."""
         try:

@@ -9,8 +9,8 @@ Importing this module registers the handlers with kopf's default registry.
   queued again after ``backoff``, the one retry policy, which the delete handler's
   kopf.TemporaryError uses too.
 - Delete restores the nodes (the only finalizer, and only on EdgeGateways).
-- Nodes are followed with ``on.event`` only, into a cache of small records:
-  kopf never writes annotations or finalizers onto Nodes. A node change that
+- Nodes are followed by a watch of our own (nodewatch), not kopf's, into a cache of
+  small records: kopf never sees, annotates or finalizes a Node. A node change that
   matters to a gateway (it holds the node, selects it, or is waiting for nodes)
   queues that gateway; a heartbeat, which changes nothing we keep, costs no pass.
 - The objects a gateway owns (found by the edgeoperator.dev/gateway label) are
@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import replace
 from typing import Any
 
 import kopf
@@ -38,6 +37,7 @@ from edge_operator.desired.workload import OWNED_KINDS
 from edge_operator.facts import GatewayFacts, NodeFacts, is_true
 from edge_operator.gather import NodeCache
 from edge_operator.kube import KINDS, Kube, KubeError
+from edge_operator.nodewatch import NodeWatch
 from edge_operator.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,13 @@ class Runtime:
     def __init__(self, kube: Kube, probe_edge_nodes: bool = PROBE_EDGE_NODES) -> None:
         self.kube = kube
         self.cache = NodeCache()
+        self.loop = asyncio.get_running_loop()
+        # Node changes arrive in the watch's thread; the queue lives in this loop.
+        self.nodes = NodeWatch(
+            kube,
+            self.cache,
+            lambda before, after: self.loop.call_soon_threadsafe(self.node_changed, before, after),
+        )
         self.gateways: dict[str, GatewayFacts] = {}
         self.prober = (
             nodeprobe.Prober(lambda: self.gateways, self.cache.snapshot, self.poke)
@@ -91,7 +98,7 @@ class Runtime:
 
     def seed(self) -> int:
         """Read every node and gateway once, before the watches start."""
-        count = self.reconciler.seed()
+        count = self.nodes.seed()
         for raw in self.kube.list_gateways():
             gw = GatewayFacts.from_api(raw)
             self.gateways[gw.name] = gw
@@ -101,6 +108,9 @@ class Runtime:
         if gateways:
             self.pending.update(gateways)
             self.wake.set()
+
+    def node_changed(self, before: NodeFacts | None, after: NodeFacts | None) -> None:
+        self.poke(*self.affected_by(before, after))
 
     def affected_by(self, before: NodeFacts | None, after: NodeFacts | None) -> set[str]:
         """The gateways whose decision a node change can alter."""
@@ -206,6 +216,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, retry: int, 
         raise kopf.TemporaryError(f"cannot list nodes: {error}", delay=delay) from error
     log.info("following %d nodes and %d gateways", count, len(rt.gateways))
     probes.STATE.watching.set()
+    rt.nodes.start()
     rt.poke(*rt.gateways)
     rt.tasks += [asyncio.create_task(rt.work()), asyncio.create_task(rt.resync())]
     if rt.prober:
@@ -217,28 +228,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, retry: int, 
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     rt = memo.get("runtime")
     if isinstance(rt, Runtime):
+        rt.nodes.stop()
         for task in [*rt.tasks, *rt.passes]:
             task.cancel()
-
-
-# --- nodes: events only -------------------------------------------------------------------
-
-
-@kopf.on.event("", "v1", "nodes")
-async def node_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    rt = runtime(memo)
-    raw = event["object"]
-    name = raw["metadata"]["name"]
-    if event["type"] == "DELETED":
-        before, after = rt.cache.remove(name), None
-    else:
-        after = NodeFacts.from_api(raw)
-        before = rt.cache.put(after)
-        if before is not None and replace(before, resource_version="") == replace(
-            after, resource_version=""
-        ):
-            return  # a heartbeat or a field we do not look at
-    rt.poke(*rt.affected_by(before, after))
 
 
 # --- objects the gateways own: events only ----------------------------------------------------

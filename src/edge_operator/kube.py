@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 PAGE_SIZE = 500
+#: How long one watch request lasts before the server ends it (and it is made again).
+WATCH_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,10 @@ class ThrottledError(KubeError):
     """429: too many requests, or a PodDisruptionBudget refusing an eviction now."""
 
 
+class ExpiredError(KubeError):
+    """410: a watch's resourceVersion is older than the history the server keeps: list again."""
+
+
 class TransportError(KubeError):
     """No usable answer: the connection failed or timed out, or the server erred (5xx)."""
 
@@ -140,6 +146,8 @@ def error_for(status: int, message: str) -> KubeError:
         return InvalidError(status, message)
     if status == 429:
         return ThrottledError(status, message)
+    if status == 410:
+        return ExpiredError(status, message)
     if status == 0 or status >= 500:
         return TransportError(status, message)
     return KubeError(status, message)
@@ -179,8 +187,12 @@ class Kube:
 
     # --- nodes ----------------------------------------------------------------------------
 
-    def iter_nodes(self, label_selector: str | None = None) -> Iterator[dict[str, Any]]:
-        """All nodes, a page at a time, so only one page of whole Nodes is in memory."""
+    def iter_nodes(
+        self, label_selector: str | None = None, listed: dict[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """All nodes, a page at a time, so only one page of whole Nodes is in memory.
+        ``listed``, when given, receives the list's metadata: a watch of every change
+        after the list starts at its resourceVersion."""
         query = {"limit": str(PAGE_SIZE)}
         if label_selector:
             query["labelSelector"] = label_selector
@@ -189,8 +201,72 @@ class Kube:
             yield from page.get("items", [])
             token = page.get("metadata", {}).get("continue")
             if not token:
+                if listed is not None:
+                    listed.update(page.get("metadata") or {})
                 return
             query["continue"] = token
+
+    def watch(
+        self, kind: str, resource_version: str, timeout_seconds: int = WATCH_SECONDS
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The changes to objects of ``kind`` after ``resource_version``, as (type, object),
+        until the server ends the stream (after ``timeout_seconds``). BOOKMARK events
+        carry only a newer resourceVersion. Raises ExpiredError when the version is too
+        old to watch from (list again), TransportError when the stream breaks."""
+        path = KINDS[kind].path()
+        query = [
+            ("watch", "true"),
+            ("resourceVersion", resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(timeout_seconds)),
+        ]
+        method, url, headers, _, _ = self.api.param_serialize(
+            "GET",
+            path,
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        try:
+            # Read timeout: the server ends the stream after timeout_seconds; bookmarks
+            # arrive about every minute, so a silent minute past that is a dead stream.
+            response = self.api.call_api(
+                method, url, header_params=headers, _request_timeout=(10, timeout_seconds + 60)
+            )
+        except ApiException as error:
+            _count("watch", KINDS[kind].plural, int(error.status or 0))
+            raise _mapped(error) from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            _count("watch", KINDS[kind].plural, 0)
+            raise TransportError(0, f"{type(error).__name__}: {error}") from error
+        _count("watch", KINDS[kind].plural, int(response.status))
+        stream = response.response
+        try:
+            if not 200 <= response.status < 300:
+                body = stream.read()
+                raise _mapped(
+                    ApiException(status=response.status, reason=response.reason, body=body)
+                )
+            buffer = b""
+            for chunk in stream.stream(amt=None, decode_content=False):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        raise error_for(int(status.get("code") or 0), str(status.get("message")))
+                    yield event["type"], event["object"]
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
+            raise TransportError(
+                0, f"watch of {path} broke: {type(error).__name__}: {error}"
+            ) from error
+        finally:
+            # Closed first: a stream left half-read must not go back to the pool.
+            stream.close()
+            stream.release_conn()
 
     def get_node(self, name: str) -> dict[str, Any]:
         return self._request("GET", KINDS["Node"].path(name=name))

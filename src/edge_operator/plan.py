@@ -22,6 +22,7 @@ from edge_operator import api, names
 from edge_operator.desired.objects import project
 from edge_operator.gather import NodeCache
 from edge_operator.kube import Kube, KubeError
+from edge_operator.nodewatch import NodeWatch
 from edge_operator.reconcile import Preview, Reconciler
 
 #: Exit statuses: nothing to change; an error or a refusal; changes to make.
@@ -182,9 +183,10 @@ def run(path: Path, kubeconfig: str | None) -> int:
         kube = Kube.connect(kubeconfig)
     except Exception as error:  # the client's own config errors: only kube.py may import them
         return _fail(f"cannot load the kubeconfig: {error}")
-    reconciler = Reconciler(kube, NodeCache())
+    cache = NodeCache()
+    reconciler = Reconciler(kube, cache)
     try:
-        reconciler.seed()
+        NodeWatch(kube, cache, changed=lambda before, after: None).seed()
         preview = reconciler.plan(obj)
     except ValueError as error:
         return _fail(str(error))

@@ -104,9 +104,6 @@ class Reconciler:
         #: One pass (or cleanup) of a gateway at a time.
         self._gateway_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
-    def seed(self) -> int:
-        return self.gather.seed()
-
     # --- the pass ---------------------------------------------------------------------------
 
     def reconcile(self, name: str) -> PassResult:

@@ -64,6 +64,7 @@ IO = frozenset(
         "edge_operator.gather",
         "edge_operator.write",
         "edge_operator.nodeprobe",
+        "edge_operator.nodewatch",
         "edge_operator.probes",
         "edge_operator.leader",
         "edge_operator.metrics",

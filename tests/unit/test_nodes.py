@@ -19,6 +19,7 @@ from edge_operator.facts import (
     Taint,
     Toleration,
 )
+from edge_operator.nodewatch import same
 
 ROLE = names.DEFAULT_ROLE_LABEL
 
@@ -490,3 +491,13 @@ def test_a_draining_node_keeps_its_taint_as_it_is_and_gets_no_new_no_execute() -
     update = next(u for u in decision.updates if u.name == "a")
     assert update.taints is None
     assert not any(c.action == "Taint" for c in update.changes)
+
+
+def test_a_heartbeat_is_not_a_change_a_label_is() -> None:
+    before = node("a")
+    assert same(before, replace(before, resource_version="8"))
+    assert not same(before, replace(before, labels={**before.labels, "x": "y"}))
+    assert not same(before, replace(before, ready=False))
+    assert not same(None, before)
+    assert not same(before, None)
+    assert same(None, None)
