@@ -14,7 +14,7 @@ import os
 import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import urllib3
@@ -162,8 +162,9 @@ def _mapped(error: ApiException) -> KubeError:
     return error_for(status, message)
 
 
-class Kube:
-    """Typed access to exactly the calls the reconciler makes."""
+class Client:
+    """The one way to the API server: a request (``_request``) or a watch, with the
+    client's connection pool and credentials, one error mapping and one metrics table."""
 
     def __init__(self, api: client.ApiClient) -> None:
         # The client's connection pool and credentials only: every request goes through
@@ -171,7 +172,7 @@ class Kube:
         self.api = api
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None) -> Kube:
+    def connect(cls, kubeconfig: str | None = None) -> Self:
         """In-cluster credentials in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
         configuration = client.Configuration()
         try:
@@ -185,26 +186,38 @@ class Kube:
             )
         return cls(client.ApiClient(configuration))
 
-    # --- nodes ----------------------------------------------------------------------------
-
-    def iter_nodes(
-        self, label_selector: str | None = None, listed: dict[str, Any] | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """All nodes, a page at a time, so only one page of whole Nodes is in memory.
-        ``listed``, when given, receives the list's metadata: a watch of every change
-        after the list starts at its resourceVersion."""
-        query = {"limit": str(PAGE_SIZE)}
-        if label_selector:
-            query["labelSelector"] = label_selector
-        while True:
-            page = self._request("GET", KINDS["Node"].path(), query)
-            yield from page.get("items", [])
-            token = page.get("metadata", {}).get("continue")
-            if not token:
-                if listed is not None:
-                    listed.update(page.get("metadata") or {})
-                return
-            query["continue"] = token
+    def _request(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        body: object = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """One raw request through the client's connection pool and credentials."""
+        method, url, headers, payload, _ = self.api.param_serialize(
+            method,
+            path,
+            query_params=list((query or {}).items()),
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        verb, resource = request_labels(method, path)
+        try:
+            response = self.api.call_api(method, url, header_params=headers, body=payload)
+            data = response.read()
+        except ApiException as error:
+            _count(verb, resource, int(error.status or 0))
+            raise _mapped(error) from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            _count(verb, resource, 0)
+            raise TransportError(0, f"{type(error).__name__}: {error}") from error
+        _count(verb, resource, int(response.status))
+        if not 200 <= response.status < 300:
+            raise _mapped(ApiException(status=response.status, reason=response.reason, body=data))
+        result: dict[str, Any] = json.loads(data) if data else {}
+        return result
 
     def watch(
         self, kind: str, resource_version: str, timeout_seconds: int = WATCH_SECONDS
@@ -267,6 +280,31 @@ class Kube:
             # Closed first: a stream left half-read must not go back to the pool.
             stream.close()
             stream.release_conn()
+
+
+class Kube(Client):
+    """Typed access to exactly the calls the operator makes."""
+
+    # --- nodes ----------------------------------------------------------------------------
+
+    def iter_nodes(
+        self, label_selector: str | None = None, listed: dict[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """All nodes, a page at a time, so only one page of whole Nodes is in memory.
+        ``listed``, when given, receives the list's metadata: a watch of every change
+        after the list starts at its resourceVersion."""
+        query = {"limit": str(PAGE_SIZE)}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        while True:
+            page = self._request("GET", KINDS["Node"].path(), query)
+            yield from page.get("items", [])
+            token = page.get("metadata", {}).get("continue")
+            if not token:
+                if listed is not None:
+                    listed.update(page.get("metadata") or {})
+                return
+            query["continue"] = token
 
     def get_node(self, name: str) -> dict[str, Any]:
         return self._request("GET", KINDS["Node"].path(name=name))
@@ -351,39 +389,6 @@ class Kube:
         )
 
     # --- any kind the operator manages (see KINDS) -----------------------------------------
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        query: Mapping[str, str] | None = None,
-        body: object = None,
-        content_type: str = "application/json",
-    ) -> dict[str, Any]:
-        """One raw request through the client's connection pool and credentials."""
-        method, url, headers, payload, _ = self.api.param_serialize(
-            method,
-            path,
-            query_params=list((query or {}).items()),
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        verb, resource = request_labels(method, path)
-        try:
-            response = self.api.call_api(method, url, header_params=headers, body=payload)
-            data = response.read()
-        except ApiException as error:
-            _count(verb, resource, int(error.status or 0))
-            raise _mapped(error) from error
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            _count(verb, resource, 0)
-            raise TransportError(0, f"{type(error).__name__}: {error}") from error
-        _count(verb, resource, int(response.status))
-        if not 200 <= response.status < 300:
-            raise _mapped(ApiException(status=response.status, reason=response.reason, body=data))
-        result: dict[str, Any] = json.loads(data) if data else {}
-        return result
 
     def get_object(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return self._request("GET", KINDS[kind].path(namespace, name))
