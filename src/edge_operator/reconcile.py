@@ -161,11 +161,14 @@ class Reconciler:
         else:
             decision = decide(self.gather.facts(gw))
             if decision.claims and not gw.spec.paused:
+                # Only the node changes wait for the claim lock; the objects do not.
                 with self.claims:
                     decision = decide(self.gather.refresh_nodes(decision.facts))
-                    status, refusal = self._write(decision, result)
+                    decision, applied = self._write_nodes(decision, result)
             else:
-                status, refusal = self._write(decision, result)
+                decision, applied = self._write_nodes(decision, result)
+            status = self._write_workload(decision, applied, result)
+            refusal = decision.nodes.refusal
             result.spec = gw.spec.model_dump(by_alias=True, exclude_none=True)
         self.write.status(gw, status)
         result.status = status
@@ -173,23 +176,29 @@ class Reconciler:
             result.events.append(Event("Warning", refusal.reason, refusal.message))
         return result
 
-    def _write(
-        self, decision: Decision, result: PassResult
-    ) -> tuple[dict[str, Any], node_rules.Refusal | None]:
-        """Make the decided changes; return the status they leave, and the refusal."""
-        facts, nodes, planned = decision.facts, decision.nodes, decision.workload
+    def _write_nodes(self, decision: Decision, result: PassResult) -> tuple[Decision, bool]:
+        """Make the node changes. Returns the decision as it stands after them (with the
+        nodes as written, or the API server's refusal), and whether the pass goes on to
+        write its objects (not refused, not paused)."""
+        facts, nodes = decision.facts, decision.nodes
         assert facts.gateway.spec is not None
         if nodes.refusal is not None or facts.gateway.spec.paused:
-            workload = changes.workload(facts, planned, applied=False)
-            return status_rules.gateway_status(facts, nodes, False, workload), nodes.refusal
+            return decision, False
         denied, events = self.write.nodes(facts.gateway.name, nodes.updates)
         result.events += events
-        if denied is not None:
-            nodes = replace(nodes, refusal=denied)
-            facts = replace(facts, nodes=self.cache.snapshot())
-            workload = changes.workload(facts, planned, applied=False)
-            return status_rules.gateway_status(facts, nodes, False, workload), denied
         facts = replace(facts, nodes=self.cache.snapshot())
+        if denied is not None:
+            return replace(decision, facts=facts, nodes=replace(nodes, refusal=denied)), False
+        return replace(decision, facts=facts), True
+
+    def _write_workload(
+        self, decision: Decision, applied: bool, result: PassResult
+    ) -> dict[str, Any]:
+        """Make the object changes (when the node changes were made); return the status."""
+        facts, planned = decision.facts, decision.workload
+        if not applied:
+            workload = changes.workload(facts, planned, applied=False)
+            return status_rules.gateway_status(facts, decision.nodes, False, workload)
         # Before the Deployment scales down, so the ReplicaSet replaces (and then drops)
         # these pods rather than one on a node that stays.
         result.events += self.write.evict(planned.evictions)
@@ -198,7 +207,7 @@ class Reconciler:
         workload = changes.workload(
             facts, planned, applied=True, objects=written.objects, failures=written.failures
         )
-        return status_rules.gateway_status(facts, nodes, True, workload), None
+        return status_rules.gateway_status(facts, decision.nodes, True, workload)
 
     # --- the preview ------------------------------------------------------------------------
 
