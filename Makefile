@@ -7,11 +7,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 CLUSTER_DIR ?= $(HOME)/.cache/edge-operator/cluster
 KUBECONFIG_LOCAL := $(CLUSTER_DIR)/kubeconfig
 LAB_DIR ?= $(HOME)/.cache/edge-operator/lab
 
-.PHONY: help install tools lab-tools test unit e2e dataplane lint generate crds run cluster-up cluster-down lab-up lab-down demo e2e-kind clean
+.PHONY: help install tools lab-tools test unit e2e dataplane bench lint generate crds run cluster-up cluster-down lab-up lab-down demo e2e-kind clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -41,6 +42,9 @@ e2e: install tools ## end-to-end tests only
 
 dataplane: install lab-tools ## dataplane tests only: real nodes, pods and packets (root)
 	$(BIN)/pytest tests/dataplane $(PYTEST_ARGS)
+
+bench: install tools ## benchmark on its own control plane: N kwok nodes, G gateways, one table (BENCH_ARGS='--nodes 5000')
+	$(BIN)/python hack/bench.py $(BENCH_ARGS)
 
 lint: install ## ruff (lint + format check), mypy --strict, and gofmt/go vet of the lab's Go programs
 	$(BIN)/ruff check src tests hack

@@ -398,7 +398,13 @@ def _wait_for(state: _State, what: str, ready: Callable[[], bool], deadline: flo
         time.sleep(POLL_INTERVAL)
 
 
-def _argv(state: _State, ports: dict[str, int], k8s_bin: Path) -> dict[str, list[str]]:
+def _argv(
+    state: _State,
+    ports: dict[str, int],
+    k8s_bin: Path,
+    node_monitor_grace_period: str = "120s",
+    kwok_config: Path | None = None,
+) -> dict[str, list[str]]:
     pki, kwok_version = state.pki, _versions()["KWOK_VERSION"]
     etcd = str(cache_dir() / f"etcd-{_versions()['ETCD_VERSION']}" / "bin" / "etcd")
     etcd_url = f"http://127.0.0.1:{ports['etcd-client']}"
@@ -438,7 +444,7 @@ def _argv(state: _State, ports: dict[str, int], k8s_bin: Path) -> dict[str, list
             *client("kube-controller-manager"), "--controllers=*",
             "--use-service-account-credentials=true", "--kube-api-qps=100", "--kube-api-burst=200",
             # kwok's status heartbeats come every 20-45 s; leave them room.
-            "--node-monitor-grace-period=120s",
+            f"--node-monitor-grace-period={node_monitor_grace_period}",
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             f"--cluster-signing-cert-file={pki / 'ca.crt'}",
@@ -452,7 +458,7 @@ def _argv(state: _State, ports: dict[str, int], k8s_bin: Path) -> dict[str, list
             "--manage-nodes-with-annotation-selector={}={}".format(*KWOK_ANNOTATION),
             # Not the developer's ~/.kwok/kwok.yaml: kwok's default stages, always.
             # Without --server-address kwok opens no port at all, which is all we need.
-            f"--config={os.devnull}",
+            f"--config={kwok_config or os.devnull}",
             # No node Leases: kwok v0.7 leaves pods on a node alone until it holds the
             # node's Lease, and after a node is deleted its Lease handling lags more
             # with every deletion (a pod on a new node took 6 s, then 27 s, then 73 s).
@@ -470,7 +476,12 @@ def _free_ports() -> dict[str, int]:
         return {name: sock.getsockname()[1] for name, sock in sockets.items()}
 
 
-def _start(state: _State, k8s_bin: Path) -> None:
+def _start(
+    state: _State,
+    k8s_bin: Path,
+    node_monitor_grace_period: str = "120s",
+    kwok_config: Path | None = None,
+) -> None:
     """Start every component from a clean slate; only the certificates are kept."""
     _stop_all(state)
     for leftover in ("etcd", "logs", "pids", "kubeconfigs", "audit"):
@@ -486,7 +497,7 @@ def _start(state: _State, k8s_bin: Path) -> None:
         kubeconfig = _kubeconfig(state.pki, ports["kube-apiserver"], client)
         _write_private(state.component_kubeconfig(client), kubeconfig)
     _write_private(state.audit_policy, json.dumps(AUDIT_POLICY, indent=2) + "\n")
-    argv = _argv(state, ports, k8s_bin)
+    argv = _argv(state, ports, k8s_bin, node_monitor_grace_period, kwok_config)
     etcd_health = f"http://127.0.0.1:{ports['etcd-client']}/health"
     # Each backend is waited for, though its clients would retry: when something
     # breaks, the error then names the culprit instead of a timeout further on.
@@ -584,12 +595,24 @@ def _healthy(state: _State) -> bool:
     return _succeeds(lambda: Api(state).ready())
 
 
-def up(dir: Path, nodes: int = 6, zones: int = 3) -> Path:
+def up(
+    dir: Path,
+    nodes: int = 6,
+    zones: int = 3,
+    *,
+    node_monitor_grace_period: str = "120s",
+    kwok_config: Path | None = None,
+) -> Path:
     """Start the local cluster in dir, or reuse it if healthy; return its admin kubeconfig.
 
     A healthy cluster only gets its missing Nodes added; anything else found in
     dir is stopped by PID and started afresh. If start-up fails, whatever it
     started is stopped again and ClusterError is raised.
+
+    For a cluster started here (not one reused): ``node_monitor_grace_period`` is the
+    controller-manager's --node-monitor-grace-period, and ``kwok_config`` a kwok
+    configuration file (e.g. Stages) given instead of kwok's defaults; a file with
+    any Node Stage replaces all of kwok's default Node Stages (hack/bench.py).
     """
     if nodes < 0 or not 1 <= zones <= len(string.ascii_lowercase):
         raise ClusterError(f"need nodes >= 0 and 1 <= zones <= 26, got {nodes=} {zones=}")
@@ -600,7 +623,7 @@ def up(dir: Path, nodes: int = 6, zones: int = 3) -> Path:
         return state.kubeconfig
     state.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        _start(state, _build())
+        _start(state, _build(), node_monitor_grace_period, kwok_config)
         _ensure_nodes(state, nodes, zones, time.monotonic() + STARTUP_TIMEOUT)
     except BaseException:
         _stop_all(state)
