@@ -98,123 +98,7 @@ HEARTBEAT_REGIME = (
 #: picks that one when leases are off (getDefaultNodeStages(NodeLeaseDurationSeconds == 0)),
 #: longer than localcluster.py's 120 s grace period, so nodes flap there. Pod Stages
 #: are not given, so kwok keeps its defaults for pods.
-KWOK_STAGES = f"""\
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: node-initialize
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Node
-  selector:
-    matchExpressions:
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: 'NotIn'
-      values:
-      - 'True'
-  next:
-    statusTemplate: |
-      {{{{ $now := Now }}}}
-      {{{{ $lastTransitionTime := or .metadata.creationTimestamp $now }}}}
-      conditions:
-      {{{{ range NodeConditions }}}}
-      - lastHeartbeatTime: {{{{ $now | Quote }}}}
-        lastTransitionTime: {{{{ $lastTransitionTime | Quote }}}}
-        message: {{{{ .message | Quote }}}}
-        reason: {{{{ .reason | Quote }}}}
-        status: {{{{ .status | Quote }}}}
-        type: {{{{ .type  | Quote}}}}
-      {{{{ end }}}}
-
-      addresses:
-      {{{{ with .status.addresses }}}}
-      {{{{ YAML . 1 }}}}
-      {{{{ else }}}}
-      {{{{ with NodeIP }}}}
-      - address: {{{{ . | Quote }}}}
-        type: InternalIP
-      {{{{ end }}}}
-      {{{{ with NodeName }}}}
-      - address: {{{{ . | Quote }}}}
-        type: Hostname
-      {{{{ end }}}}
-      {{{{ end }}}}
-
-      {{{{ with NodePort }}}}
-      daemonEndpoints:
-        kubeletEndpoint:
-          Port: {{{{ . }}}}
-      {{{{ end }}}}
-
-      allocatable:
-      {{{{ with .status.allocatable }}}}
-      {{{{ YAML . 1 }}}}
-      {{{{ else }}}}
-        cpu: 1k
-        memory: 1Ti
-        pods: 1M
-      {{{{ end }}}}
-      capacity:
-      {{{{ with .status.capacity }}}}
-      {{{{ YAML . 1 }}}}
-      {{{{ else }}}}
-        cpu: 1k
-        memory: 1Ti
-        pods: 1M
-      {{{{ end }}}}
-
-      {{{{ $nodeInfo := .status.nodeInfo }}}}
-      {{{{ $kwokVersion := printf "kwok-%s" Version }}}}
-      nodeInfo:
-        architecture: {{{{ or $nodeInfo.architecture "amd64" }}}}
-        bootID: {{{{ or $nodeInfo.bootID `""` }}}}
-        containerRuntimeVersion: {{{{ or $nodeInfo.containerRuntimeVersion $kwokVersion }}}}
-        kernelVersion: {{{{ or $nodeInfo.kernelVersion $kwokVersion }}}}
-        kubeProxyVersion: {{{{ or $nodeInfo.kubeProxyVersion $kwokVersion }}}}
-        kubeletVersion: {{{{ or $nodeInfo.kubeletVersion $kwokVersion }}}}
-        machineID: {{{{ or $nodeInfo.machineID `""` }}}}
-        operatingSystem: {{{{ or $nodeInfo.operatingSystem "linux" }}}}
-        osImage: {{{{ or $nodeInfo.osImage `""` }}}}
-        systemUUID: {{{{ or $nodeInfo.systemUUID `""` }}}}
-      phase: Running
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: node-heartbeat
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Node
-  selector:
-    matchExpressions:
-    - key: '.status.phase'
-      operator: 'In'
-      values:
-      - 'Running'
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: 'In'
-      values:
-      - 'True'
-  delay:
-    durationMilliseconds: {HEARTBEAT_MS[0]}
-    jitterDurationMilliseconds: {HEARTBEAT_MS[1]}
-  next:
-    statusTemplate: |
-      {{{{ $now := Now }}}}
-      {{{{ $lastTransitionTime := or .metadata.creationTimestamp $now }}}}
-      conditions:
-      {{{{ range NodeConditions }}}}
-      - lastHeartbeatTime: {{{{ $now | Quote }}}}
-        lastTransitionTime: {{{{ $lastTransitionTime | Quote }}}}
-        message: {{{{ .message | Quote }}}}
-        reason: {{{{ .reason | Quote }}}}
-        status: {{{{ .status | Quote }}}}
-        type: {{{{ .type | Quote }}}}
-      {{{{ end }}}}
-  immediateNextStage: true
-"""
+KWOK_STAGES = localcluster.kwok_stages(*HEARTBEAT_MS)
 
 # --- what the bench creates -------------------------------------------------------------------
 
@@ -249,7 +133,7 @@ QUIET_TIMEOUT = 180.0
 @dataclass(frozen=True)
 class Budget:
     start_s: float
-    rss_mib: float
+    rss_mb: float
 
 
 BUDGETS = {2000: Budget(10.0, 150.0), 5000: Budget(30.0, 300.0)}
@@ -721,10 +605,10 @@ def http_ok(port: int, path: str) -> bool:
         conn.close()
 
 
-def rss_mib(pid: int) -> float:
+def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+            return int(line.split()[1]) * 1024 / 1e6  # kB (KiB) -> MB, as the budgets are
     raise BenchError(f"no VmRSS for pid {pid}")
 
 
@@ -1188,10 +1072,10 @@ class Bench:
     def operator(self, client: Client, operator: Operator) -> None:
         log("starting the operator")
         self.results.start_s = operator.start()
-        self.results.rss_start = rss_mib(operator.pid)
+        self.results.rss_start = rss_mb(operator.pid)
         log(
             f"operator ready after {self.results.start_s:.2f} s, "
-            f"RSS {self.results.rss_start:.0f} MiB"
+            f"RSS {self.results.rss_start:.0f} MB"
         )
         path = self.work / "gateways.yaml"
         path.write_text(yaml.safe_dump_all(self.fleet.edge_gateways(), sort_keys=False))
@@ -1224,8 +1108,8 @@ class Bench:
 
     def idle(self, client: Client, operator: Operator) -> None:
         time.sleep(SETTLE_SECONDS)
-        self.results.rss_converged = rss_mib(operator.pid)
-        log(f"converged: RSS {self.results.rss_converged:.0f} MiB")
+        self.results.rss_converged = rss_mb(operator.pid)
+        log(f"converged: RSS {self.results.rss_converged:.0f} MB")
         # kwok's first heartbeats come 150 s after the nodes were created: from then on
         # the window sees the regime's rate.
         wait = self.created_at + HEARTBEAT_MS[0] / 1000 - time.monotonic()
@@ -1246,7 +1130,7 @@ class Bench:
             cpu = 100 * (cpu_seconds(operator.pid) - cpu0) / elapsed
             log(
                 f"idle {elapsed:.0f}/{window} s: operator CPU {cpu:.2f} %, "
-                f"RSS {rss_mib(operator.pid):.0f} MiB"
+                f"RSS {rss_mb(operator.pid):.0f} MB"
             )
         elapsed = time.monotonic() - mono0
         cpu1, wall1, nodes1 = cpu_seconds(operator.pid), time.time(), node_writes(client)
@@ -1255,7 +1139,7 @@ class Bench:
         )
         self.results.cpu_pct = 100 * (cpu1 - cpu0) / elapsed
         self.results.node_rate = (nodes1 - nodes0) / elapsed
-        self.results.rss_idle = rss_mib(operator.pid)
+        self.results.rss_idle = rss_mb(operator.pid)
         time.sleep(1)  # the audit log is written as requests complete
         self.results.writes = operator_writes(localcluster.audit_log(self.cluster), wall0, wall1)
         check_valid(client, "the end of the idle window")
@@ -1353,8 +1237,8 @@ def _s(value: float, digits: int = 1) -> str:
     return "not measured" if math.isnan(value) else f"{value:.{digits}f} s"
 
 
-def _mib(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.0f} MiB"
+def _mb(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.0f} MB"
 
 
 def _met(ok: bool | None) -> str:
@@ -1374,22 +1258,22 @@ def table(r: Results) -> tuple[str, list[str]]:
         return None if limit is None or math.isnan(value) else value <= limit
 
     start_limit = budget.start_s if budget else None
-    rss_limit = budget.rss_mib if budget else None
+    rss_limit = budget.rss_mb if budget else None
     row(
         "operator start -> ready (/readyz 200)",
         _s(r.start_s, 2),
         f"<= {start_limit:.0f} s" if start_limit else "—",
         under(r.start_s, start_limit),
     )
-    row("RSS after start", _mib(r.rss_start))
+    row("RSS after start", _mb(r.rss_start))
     for what, value in (
         ("after convergence", r.rss_converged),
         ("after the idle window", r.rss_idle),
     ):
         row(
             f"RSS {what}",
-            _mib(value),
-            f"<= {rss_limit:.0f} MiB" if rss_limit else "—",
+            _mb(value),
+            f"<= {rss_limit:.0f} MB" if rss_limit else "—",
             under(value, rss_limit),
         )
     ratio = r.apply_s / r.floor_s if r.floor_s > 0 else math.nan

@@ -51,9 +51,11 @@ CLIENTS = {
     "kube-scheduler": "/CN=system:kube-scheduler",
 }
 # Everything up() writes; down() refuses to delete a directory holding more.
+KWOK_STAGES_FILE = "kwok-stages.yaml"
 LAYOUT = frozenset(
-    {"audit", "etcd", "kubeconfig", "kubeconfigs", "logs", "pids", "pki", "ports.json"}
-)
+    {"audit", "etcd", "kubeconfig", "kubeconfigs", "logs", "pids", "pki", "ports.json",
+     KWOK_STAGES_FILE}
+)  # fmt: skip
 # Every request the operator's identity makes, at Metadata level (no bodies), and
 # nothing else: tests count the operator's writes in this log.
 AUDIT_POLICY = {
@@ -70,6 +72,139 @@ KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 STARTUP_TIMEOUT = 120.0
 POLL_INTERVAL = 0.25
 STOP_GRACE = 10.0
+
+
+#: kwok's node status heartbeat in this cluster: each node every 20-45 s. kwok v0.7.0's
+#: own default without node Leases is the 600-610 s heartbeat meant for nodes that hold
+#: Leases (pkg/kwok/cmd/root.go: getDefaultNodeStages(NodeLeaseDurationSeconds == 0)),
+#: longer than the node controller's grace period, so nodes flapped NotReady.
+HEARTBEAT_MS = (20_000, 45_000)
+#: kwok --config Stages. Given any Node Stage, kwok uses none of its default Node Stages
+#: (root.go), so both are here: node-initialize verbatim from kwok's
+#: kustomize/stage/node/fast/node-initialize.yaml and the heartbeat of
+#: kustomize/stage/node/heartbeat with the delay given. Pods keep kwok's default Stages.
+_KWOK_STAGES = """\
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: node-initialize
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Node
+  selector:
+    matchExpressions:
+    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
+      operator: 'NotIn'
+      values:
+      - 'True'
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      {{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
+      conditions:
+      {{ range NodeConditions }}
+      - lastHeartbeatTime: {{ $now | Quote }}
+        lastTransitionTime: {{ $lastTransitionTime | Quote }}
+        message: {{ .message | Quote }}
+        reason: {{ .reason | Quote }}
+        status: {{ .status | Quote }}
+        type: {{ .type  | Quote}}
+      {{ end }}
+
+      addresses:
+      {{ with .status.addresses }}
+      {{ YAML . 1 }}
+      {{ else }}
+      {{ with NodeIP }}
+      - address: {{ . | Quote }}
+        type: InternalIP
+      {{ end }}
+      {{ with NodeName }}
+      - address: {{ . | Quote }}
+        type: Hostname
+      {{ end }}
+      {{ end }}
+
+      {{ with NodePort }}
+      daemonEndpoints:
+        kubeletEndpoint:
+          Port: {{ . }}
+      {{ end }}
+
+      allocatable:
+      {{ with .status.allocatable }}
+      {{ YAML . 1 }}
+      {{ else }}
+        cpu: 1k
+        memory: 1Ti
+        pods: 1M
+      {{ end }}
+      capacity:
+      {{ with .status.capacity }}
+      {{ YAML . 1 }}
+      {{ else }}
+        cpu: 1k
+        memory: 1Ti
+        pods: 1M
+      {{ end }}
+
+      {{ $nodeInfo := .status.nodeInfo }}
+      {{ $kwokVersion := printf "kwok-%s" Version }}
+      nodeInfo:
+        architecture: {{ or $nodeInfo.architecture "amd64" }}
+        bootID: {{ or $nodeInfo.bootID `""` }}
+        containerRuntimeVersion: {{ or $nodeInfo.containerRuntimeVersion $kwokVersion }}
+        kernelVersion: {{ or $nodeInfo.kernelVersion $kwokVersion }}
+        kubeProxyVersion: {{ or $nodeInfo.kubeProxyVersion $kwokVersion }}
+        kubeletVersion: {{ or $nodeInfo.kubeletVersion $kwokVersion }}
+        machineID: {{ or $nodeInfo.machineID `""` }}
+        operatingSystem: {{ or $nodeInfo.operatingSystem "linux" }}
+        osImage: {{ or $nodeInfo.osImage `""` }}
+        systemUUID: {{ or $nodeInfo.systemUUID `""` }}
+      phase: Running
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: node-heartbeat
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Node
+  selector:
+    matchExpressions:
+    - key: '.status.phase'
+      operator: 'In'
+      values:
+      - 'Running'
+    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
+      operator: 'In'
+      values:
+      - 'True'
+  delay:
+    durationMilliseconds: @MIN_MS@
+    jitterDurationMilliseconds: @MAX_MS@
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      {{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
+      conditions:
+      {{ range NodeConditions }}
+      - lastHeartbeatTime: {{ $now | Quote }}
+        lastTransitionTime: {{ $lastTransitionTime | Quote }}
+        message: {{ .message | Quote }}
+        reason: {{ .reason | Quote }}
+        status: {{ .status | Quote }}
+        type: {{ .type | Quote }}
+      {{ end }}
+  immediateNextStage: true
+"""
+
+
+def kwok_stages(min_ms: int, max_ms: int) -> str:
+    """kwok's Node Stages with a heartbeat every ``min_ms``-``max_ms``, uniformly."""
+    return _KWOK_STAGES.replace("@MIN_MS@", str(min_ms)).replace("@MAX_MS@", str(max_ms))
 
 
 class ClusterError(Exception):
@@ -456,9 +591,9 @@ def _argv(
             f"--kubeconfig={state.component_kubeconfig('admin')}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector={}={}".format(*KWOK_ANNOTATION),
-            # Not the developer's ~/.kwok/kwok.yaml: kwok's default stages, always.
+            # Not the developer's ~/.kwok/kwok.yaml: our Stages (HEARTBEAT_MS), always.
             # Without --server-address kwok opens no port at all, which is all we need.
-            f"--config={kwok_config or os.devnull}",
+            f"--config={kwok_config or state.root / KWOK_STAGES_FILE}",
             # No node Leases: kwok v0.7 leaves pods on a node alone until it holds the
             # node's Lease, and after a node is deleted its Lease handling lags more
             # with every deletion (a pod on a new node took 6 s, then 27 s, then 73 s).
@@ -497,6 +632,7 @@ def _start(
         kubeconfig = _kubeconfig(state.pki, ports["kube-apiserver"], client)
         _write_private(state.component_kubeconfig(client), kubeconfig)
     _write_private(state.audit_policy, json.dumps(AUDIT_POLICY, indent=2) + "\n")
+    _write_private(state.root / KWOK_STAGES_FILE, kwok_stages(*HEARTBEAT_MS))
     argv = _argv(state, ports, k8s_bin, node_monitor_grace_period, kwok_config)
     etcd_health = f"http://127.0.0.1:{ports['etcd-client']}/health"
     # Each backend is waited for, though its clients would retry: when something

@@ -24,6 +24,7 @@ Importing this module registers the handlers with kopf's default registry.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from typing import Any
@@ -215,6 +216,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, retry: int, 
         delay = backoff(retry + 1)
         raise kopf.TemporaryError(f"cannot list nodes: {error}", delay=delay) from error
     log.info("following %d nodes and %d gateways", count, len(rt.gateways))
+    # What start-up built (modules, the node cache) lives as long as the process: keep
+    # the cyclic collector from scanning it again after every burst of watch events.
+    gc.freeze()
     probes.STATE.watching.set()
     rt.nodes.start()
     rt.poke(*rt.gateways)
@@ -245,7 +249,8 @@ async def owned_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     rt = runtime(memo)
     if rt.prober and obj.get("kind") == "Service" and event["type"] != "DELETED":
         rt.prober.service_seen(owner, obj)
-    rt.poke(owner)
+    if event["type"] == "DELETED" or not rt.reconciler.write.ours(obj):
+        rt.poke(owner)
 
 
 # The controller pods too (labelled by their Deployment's template): a pod that ends on a

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 from urllib.parse import quote
 
+import orjson
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -216,7 +217,7 @@ class Client:
         _count(verb, resource, int(response.status))
         if not 200 <= response.status < 300:
             raise _mapped(ApiException(status=response.status, reason=response.reason, body=data))
-        result: dict[str, Any] = json.loads(data) if data else {}
+        result: dict[str, Any] = orjson.loads(data) if data else {}
         return result
 
     def watch(
@@ -267,7 +268,7 @@ class Client:
                 for line in lines:
                     if not line.strip():
                         continue
-                    event = json.loads(line)
+                    event = orjson.loads(line)
                     if event.get("type") == "ERROR":
                         status = event.get("object") or {}
                         raise error_for(int(status.get("code") or 0), str(status.get("message")))

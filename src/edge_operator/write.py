@@ -9,6 +9,8 @@ decides again on the newer node.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,11 +71,48 @@ class ObjectsWritten:
     events: tuple[Event, ...]
 
 
+class Poster:
+    """Posts Events in order from a thread of its own: a pass does not wait for its reports.
+
+    An Event is a report, not state: one that cannot be posted is logged and dropped,
+    and those still queued when the operator stops are lost.
+    """
+
+    def __init__(self, kube: Kube, clock: Callable[[], str]) -> None:
+        self.kube = kube
+        self.clock = clock
+        self._queue: queue.SimpleQueue[tuple[Mapping[str, Any], Event]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def post(self, target: Mapping[str, Any], events: Iterable[Event]) -> None:
+        for event in events:
+            self._queue.put((target, event))
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            target, event = self._queue.get()
+            try:
+                self.kube.create_event(
+                    target, event.type, event.reason, event.message, self.clock()
+                )
+            except KubeError as error:
+                log.warning("could not post event %s: %s", event.reason, error)
+
+
 class Writer:
     def __init__(self, kube: Kube, cache: NodeCache, clock: Callable[[], str]) -> None:
         self.kube = kube
         self.cache = cache
         self.clock = clock
+        self.poster = Poster(kube, clock)
+        #: The resourceVersion of every object as our last write left it: the watch
+        #: event of our own write brings nothing new and queues no pass.
+        self.written: dict[Key, str] = {}
 
     # --- nodes ------------------------------------------------------------------------------
 
@@ -174,6 +213,7 @@ class Writer:
                     self.kube.apply(namespace_rules.namespace(key.name))
                 else:
                     after[key] = self._apply(change, key, planned.desired[key])
+                    self.written[key] = str(after[key]["metadata"].get("resourceVersion"))
             except NotFoundError:
                 if change == "Delete":
                     continue  # already gone: what we wanted
@@ -210,11 +250,10 @@ class Writer:
             self.kube.patch_gateway_status(gw.name, {"status": patch})
 
     def post(self, gateway: Mapping[str, Any], events: Iterable[Event]) -> None:
-        for event in events:
-            try:
-                self.kube.create_event(
-                    gateway, event.type, event.reason, event.message, self.clock()
-                )
-            except KubeError as error:
-                # An Event is a report, not state: losing one must not fail the pass.
-                log.warning("could not post event %s: %s", event.reason, error)
+        self.poster.post(gateway, list(events))
+
+    def ours(self, obj: Mapping[str, Any]) -> bool:
+        """``obj`` (from a watch event) is exactly what our last write of it left."""
+        meta = obj.get("metadata") or {}
+        key = Key(str(obj.get("kind")), meta.get("namespace", ""), meta.get("name", ""))
+        return self.written.get(key) == meta.get("resourceVersion")
