@@ -24,6 +24,7 @@ Importing this module registers the handlers with kopf's default registry.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import logging
 import os
@@ -51,8 +52,9 @@ RESYNC_SECONDS = float(os.environ.get("EDGE_OPERATOR_RESYNC_SECONDS", "300"))
 OWNED_RESOURCES = tuple((*KINDS[kind].group_version, KINDS[kind].plural) for kind in OWNED_KINDS)
 #: A failed pass runs again after 1, 2, 4, ... seconds, at most this long.
 RETRY_MAX_SECONDS = 30.0
-#: Passes of different gateways running at once.
-PARALLEL_PASSES = 4
+#: Passes of different gateways running at once: a pass mostly waits for the API
+#: server, so converging many gateways at once is bound by its answers, not our CPU.
+PARALLEL_PASSES = 16
 #: Node events closer together than this are handled in one pass.
 DEBOUNCE_SECONDS = 0.2
 #: Probe every edge node's load-balancer health check ("off": operator flag
@@ -149,6 +151,8 @@ class Runtime:
     async def work(self) -> None:
         """Run queued passes, up to PARALLEL_PASSES at once and one per gateway."""
         slots = asyncio.Semaphore(PARALLEL_PASSES)
+        # Threads of their own: asyncio's default pool has only CPUs + 4.
+        pool = concurrent.futures.ThreadPoolExecutor(PARALLEL_PASSES, thread_name_prefix="pass")
         while True:
             await self.wake.wait()
             self.wake.clear()
@@ -157,14 +161,17 @@ class Runtime:
             self.pending -= set(ready)
             for name in ready:
                 self.running.add(name)
-                task = asyncio.create_task(self._run(name, slots))
+                task = asyncio.create_task(self._run(name, slots, pool))
                 self.passes.add(task)
                 task.add_done_callback(self.passes.discard)
 
-    async def _run(self, name: str, slots: asyncio.Semaphore) -> None:
+    async def _run(
+        self, name: str, slots: asyncio.Semaphore, pool: concurrent.futures.Executor
+    ) -> None:
         try:
             async with slots:
-                await asyncio.to_thread(self.reconciler.reconcile, name)
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(pool, self.reconciler.reconcile, name)
             self.failures.pop(name, None)
         except Exception:
             failures = self.failures[name] = self.failures.get(name, 0) + 1

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 PAGE_SIZE = 500
+#: Connections kept to the API server (the client's default is 5 per CPU).
+POOL_SIZE = 32
 #: How long one watch request lasts before the server ends it (and it is made again).
 WATCH_SECONDS = 300
 
@@ -176,6 +178,8 @@ class Client:
     def connect(cls, kubeconfig: str | None = None) -> Self:
         """In-cluster credentials in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
         configuration = client.Configuration()
+        # One connection per concurrent pass, plus the watch and the event poster.
+        configuration.connection_pool_maxsize = POOL_SIZE
         try:
             if kubeconfig:
                 raise ConfigException("kubeconfig given")

@@ -8,6 +8,7 @@ decides again on the newer node.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import queue
 import threading
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Attempts at a node change when the node changed under it (resourceVersion conflict).
 ATTEMPTS = 3
+#: Node patches of one pass made at once.
+NODE_WRITERS = 8
 #: Event reason for each kind of node change.
 EVENT_REASONS = {"Label": "NodeLabelled", "Taint": "NodeTainted", "Restore": "NodeRestored"}
 #: Event reason for each kind of object change.
@@ -110,6 +113,7 @@ class Writer:
         self.cache = cache
         self.clock = clock
         self.poster = Poster(kube, clock)
+        self._pool = concurrent.futures.ThreadPoolExecutor(NODE_WRITERS, thread_name_prefix="node")
         #: The resourceVersion of every object as our last write left it: the watch
         #: event of our own write brings nothing new and queues no pass.
         self.written: dict[Key, str] = {}
@@ -121,16 +125,19 @@ class Writer:
     ) -> tuple[node_rules.Refusal | None, list[Event]]:
         """Apply the node changes; a refusal by the API server stops them and is returned
         (e.g. the chart's node policy does not list this gateway's keys)."""
+        # At once: a claiming pass holds the claim lock while its nodes change.
+        pending = [(u, self._pool.submit(self.node, u, gateway)) for u in updates]
         events: list[Event] = []
-        for update in updates:
+        refusal: node_rules.Refusal | None = None
+        for update, future in pending:
             try:
-                events += self.node(update, gateway)
+                events += future.result()
             except (ForbiddenError, InvalidError) as error:
-                return node_rules.Refusal(
+                refusal = refusal or node_rules.Refusal(
                     "NodeChangeDenied",
                     f"the API server refused the change to node {update.name}: {error}",
-                ), events
-        return None, events
+                )
+        return refusal, events
 
     def node(self, update: node_rules.NodeUpdate, gateway: str) -> list[Event]:
         try:
