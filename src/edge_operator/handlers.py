@@ -38,7 +38,7 @@ from edge_operator.desired.status import NODES_CONFIGURED
 from edge_operator.desired.workload import OWNED_KINDS
 from edge_operator.facts import GatewayFacts, NodeFacts, is_true
 from edge_operator.gather import NodeCache
-from edge_operator.kube import KINDS, Kube, KubeError
+from edge_operator.kube import KINDS, Kube, KubeError, backoff
 from edge_operator.nodewatch import NodeWatch
 from edge_operator.reconcile import Reconciler
 
@@ -50,8 +50,6 @@ RESYNC_SECONDS = float(os.environ.get("EDGE_OPERATOR_RESYNC_SECONDS", "300"))
 #: The kinds of object a gateway owns, as (group, version, plural): what the pass
 #: builds (workload.OWNED_KINDS), where the API serves it (kube.KINDS).
 OWNED_RESOURCES = tuple((*KINDS[kind].group_version, KINDS[kind].plural) for kind in OWNED_KINDS)
-#: A failed pass runs again after 1, 2, 4, ... seconds, at most this long.
-RETRY_MAX_SECONDS = 30.0
 #: Passes of different gateways running at once: a pass mostly waits for the API
 #: server, so converging many gateways at once is bound by its answers, not our CPU.
 PARALLEL_PASSES = 16
@@ -60,11 +58,6 @@ DEBOUNCE_SECONDS = 0.2
 #: Probe every edge node's load-balancer health check ("off": operator flag
 #: --probe-edge-nodes=off, for clusters where the operator cannot reach node addresses).
 PROBE_EDGE_NODES = os.environ.get("EDGE_OPERATOR_PROBE_EDGE_NODES", "on") != "off"
-
-
-def backoff(failures: int) -> float:
-    """Seconds before the next attempt after ``failures`` failed ones in a row."""
-    return float(min(RETRY_MAX_SECONDS, 2 ** max(0, failures - 1)))
 
 
 class Runtime:

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 PAGE_SIZE = 500
+#: Failed API work (a pass, a watch) is tried again after 1, 2, 4, ... s, at most this long.
+RETRY_MAX_SECONDS = 30.0
 #: Connections kept to the API server (the client's default is 5 per CPU).
 POOL_SIZE = 32
 #: How long one watch request lasts before the server ends it (and it is made again).
@@ -133,6 +135,12 @@ class TransportError(KubeError):
 #: Refusals of one object by the API server: reported, the pass goes on. Anything else
 #: (throttling, transport) fails the pass, which is then retried.
 REFUSALS = (ConflictError, NotFoundError, ForbiddenError, InvalidError)
+
+
+def backoff(failures: int) -> float:
+    """Seconds before the next attempt after ``failures`` failed ones in a row: the one
+    retry policy of the operator's passes, its delete handler and its node watch."""
+    return float(min(RETRY_MAX_SECONDS, 2 ** max(0, failures - 1)))
 
 
 def error_for(status: int, message: str) -> KubeError:

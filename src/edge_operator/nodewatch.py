@@ -20,12 +20,9 @@ from typing import Any
 
 from edge_operator.facts import NodeFacts
 from edge_operator.gather import NodeCache
-from edge_operator.kube import ExpiredError, Kube, KubeError
+from edge_operator.kube import RETRY_MAX_SECONDS, ExpiredError, Kube, KubeError, backoff
 
 log = logging.getLogger(__name__)
-
-#: The longest wait before watching again after a failed watch or list.
-RETRY_MAX_SECONDS = 30.0
 
 Changed = Callable[[NodeFacts | None, NodeFacts | None], object]
 
@@ -72,7 +69,7 @@ class NodeWatch:
                 self._relist()
             except KubeError as error:
                 failures += 1
-                delay = min(RETRY_MAX_SECONDS, 2.0 ** (failures - 1))
+                delay = backoff(failures)
                 log.warning("node watch failed (%s); watching again in %ss", error, delay)
                 self._stop.wait(delay)
             except Exception:

@@ -16,7 +16,7 @@ from edge_operator.desired import status as status_rules
 from edge_operator.desired import workload as workload_rules
 from edge_operator.desired.objects import Key
 from edge_operator.facts import Facts, PodFacts, WorkloadFacts
-from edge_operator.handlers import RETRY_MAX_SECONDS, backoff
+from edge_operator.kube import RETRY_MAX_SECONDS, backoff
 from edge_operator.reconcile import decide
 from tests.unit.test_nodes import facts, gateway, node, worker
 
