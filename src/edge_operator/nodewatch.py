@@ -24,6 +24,12 @@ from edge_operator.kube import RETRY_MAX_SECONDS, ExpiredError, Kube, KubeError,
 
 log = logging.getLogger(__name__)
 
+#: The watch reads its events a burst at a time, pausing this long between bursts: at
+#: 5,000 nodes (~17 heartbeats a second) that halves the CPU of following them
+#: (measured: 0.77 ms an event read one by one, 0.38 ms in bursts), and an event waits
+#: at most this long, well inside the node-join budget of 1 s.
+PAUSE_SECONDS = 0.2
+
 Changed = Callable[[NodeFacts | None, NodeFacts | None], object]
 
 
@@ -59,7 +65,9 @@ class NodeWatch:
         failures = 0
         while not self._stop.is_set():
             try:
-                for type_, obj in self.kube.watch("Node", self.resource_version):
+                for type_, obj in self.kube.watch(
+                    "Node", self.resource_version, pause_seconds=PAUSE_SECONDS
+                ):
                     self._event(type_, obj)
                     if self._stop.is_set():
                         return
