@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from pydantic import ValidationError
@@ -145,9 +146,18 @@ class NodeFacts:
         """The gateway that holds this node, by its ownership label."""
         return self.labels.get(names.GATEWAY_LABEL)
 
-    @property
+    @cached_property
     def record(self) -> NodeRecord | None:
+        # Cached: every pass asks each of thousands of nodes (a record is parsed once).
         return NodeRecord.from_json(self.record_text) if self.record_text else None
+
+    @cached_property
+    def holder(self) -> str | None:
+        """The gateway that holds the node: by ownership label, else by its record."""
+        if owner := self.owner:
+            return owner
+        record = self.record
+        return record.gateway if record else None
 
     @property
     def schedulable(self) -> bool:

@@ -109,7 +109,7 @@ class NodeDecision:
 
 def selector_matches(selector: api.LabelSelector, labels: Mapping[str, str]) -> bool:
     """metav1.LabelSelector semantics; an empty selector matches every node."""
-    if any(labels.get(k) != v for k, v in selector.match_labels.items()):
+    if not selector.match_labels.items() <= labels.items():
         return False
     for req in selector.match_expressions:
         present = req.key in labels
@@ -128,15 +128,13 @@ def candidates(spec: api.EdgeGatewaySpec, nodes: Mapping[str, NodeFacts]) -> lis
     if spec.nodes.names is not None:
         return [nodes[n] for n in sorted(set(spec.nodes.names)) if n in nodes]
     selector = spec.nodes.selector or api.LabelSelector()
-    return [nodes[n] for n in sorted(nodes) if selector_matches(selector, nodes[n].labels)]
+    found = [n for n in nodes.values() if selector_matches(selector, n.labels)]
+    return sorted(found, key=lambda n: n.name)
 
 
 def holder(node: NodeFacts) -> str | None:
     """The gateway that holds the node: by ownership label, else by its record."""
-    if node.owner:
-        return node.owner
-    record = node.record
-    return record.gateway if record else None
+    return node.holder
 
 
 def _older_claims(node: NodeFacts, me: GatewayFacts, others: Iterable[GatewayFacts]) -> str | None:
@@ -338,7 +336,7 @@ def decide(facts: Facts) -> NodeDecision:
     assert spec is not None, "decide() needs a valid spec"
     nodes = facts.nodes
     me = gw.name
-    held = [n for n in nodes.values() if holder(n) == me]
+    held = [n for n in nodes.values() if n.holder == me]
     current = tuple(sorted(n.name for n in held))
     missing = tuple(sorted(set(spec.nodes.names or ()) - set(nodes)))
 
@@ -384,15 +382,16 @@ def decide(facts: Facts) -> NodeDecision:
         return refuse("NoEdgeNodes", f"{what}; nothing was changed")
 
     chosen = {n.name for n in selected}
-    workers = [
-        n
-        for n in nodes.values()
-        if n.schedulable and n.name not in chosen and holder(n) in (None, me)
-    ]
-    if len(workers) < spec.nodes.min_worker_nodes:
+    workers = 0  # counted only as far as the minimum (exact when short of it)
+    for n in nodes.values():
+        if workers >= spec.nodes.min_worker_nodes:
+            break
+        if n.schedulable and n.name not in chosen and n.holder in (None, me):
+            workers += 1
+    if workers < spec.nodes.min_worker_nodes:
         return refuse(
             "MinWorkerNodes",
-            f"taking {len(chosen)} edge nodes would leave {len(workers)} schedulable worker"
+            f"taking {len(chosen)} edge nodes would leave {workers} schedulable worker"
             f" node(s), fewer than spec.nodes.minWorkerNodes={spec.nodes.min_worker_nodes};"
             " nothing was changed",
         )
