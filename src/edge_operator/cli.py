@@ -81,9 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resync-seconds",
         type=float,
-        default=300.0,
+        default=3600.0,
         metavar="SECONDS",
-        help="full reconcile of every gateway this often, changes or not (default 300)",
+        help="full reconcile of every gateway this often, changes or not (default 3600):"
+        " a safety net, since watches of gateways, nodes and owned objects queue every pass",
     )
     run.add_argument(
         "--probe-edge-nodes",

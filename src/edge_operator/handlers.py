@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 GATEWAYS: dict[str, Any] = {"group": names.GROUP, "version": names.VERSION, "plural": names.PLURAL}
 #: Full pass of every gateway even when nothing was seen to change.
-RESYNC_SECONDS = float(os.environ.get("EDGE_OPERATOR_RESYNC_SECONDS", "300"))
+RESYNC_SECONDS = float(os.environ.get("EDGE_OPERATOR_RESYNC_SECONDS", "3600"))
 #: The kinds of object a gateway owns, as (group, version, plural): what the pass
 #: builds (workload.OWNED_KINDS), where the API serves it (kube.KINDS).
 OWNED_RESOURCES = tuple((*KINDS[kind].group_version, KINDS[kind].plural) for kind in OWNED_KINDS)
