@@ -284,11 +284,18 @@ class PodFacts:
     ready: bool
     namespace: str = ""
     terminating: bool = False
+    #: The ReplicaSet that controls the pod ("" for none).
+    replica_set: str = ""
 
     @classmethod
     def from_api(cls, pod: Mapping[str, Any]) -> PodFacts:
         conditions = (pod.get("status") or {}).get("conditions") or []
+        refs = pod["metadata"].get("ownerReferences") or []
         return cls(
+            replica_set=next(
+                (r["name"] for r in refs if r.get("controller") and r.get("kind") == "ReplicaSet"),
+                "",
+            ),
             name=pod["metadata"]["name"],
             node_name=(pod.get("spec") or {}).get("nodeName") or "",
             ready=is_true(conditions, "Ready"),
@@ -301,8 +308,11 @@ class PodFacts:
 class WorkloadFacts:
     """What the cluster holds of a gateway's workload, read before anything is decided."""
 
-    #: The gateway's objects (found by its label), as the API returned them.
+    #: The gateway's objects (its label and its ownerReference), as the API returned them.
     owned: Mapping[Key, Mapping[str, Any]] = field(default_factory=dict)
+    #: Objects with the gateway's label but not its ownerReference, where the gateway
+    #: wants no object: left alone and reported (a copy made with kustomize, say).
+    strangers: tuple[Key, ...] = ()
     #: The Deployment's replicas when a HorizontalPodAutoscaler targets it, else None.
     autoscaled_replicas: int | None = None
     namespace_exists: bool = True

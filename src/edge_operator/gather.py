@@ -101,12 +101,15 @@ class Gatherer:
             else ()
         )
         pods = self.kube.list_pods(spec.controller.namespace, f"{names.GATEWAY_LABEL}={gw.name}")
+        ours = workload_rules.controller_pods(
+            (PodFacts.from_api(p) for p in pods), names.workload_name(gw.name)
+        )
         return Facts(
             gateway=gw,
             others=self._others(gw.name),
             nodes=self.cache.snapshot(),
             daemonsets=daemonsets,
-            controller_pods=tuple(PodFacts.from_api(p) for p in pods),
+            controller_pods=tuple(ours),
             now=self.clock(),
             lb_health=self.lb_health(gw.name) if self.lb_health else None,
             workload=self._workload(gw),
@@ -128,9 +131,13 @@ class Gatherer:
         owner = Owner(gw.name, gw.uid)
         ns = gw.spec.controller.namespace
         owned: dict[Key, Mapping[str, Any]] = {}
+        labelled: set[Key] = set()  # with the label, without the ownerReference
         for kind in workload_rules.OWNED_KINDS:
             for obj in self.kube.list_objects(kind, f"{names.GATEWAY_LABEL}={gw.name}"):
-                owned[Key.of(obj)] = obj
+                if owner.owns(obj):
+                    owned[Key.of(obj)] = obj
+                else:
+                    labelled.add(Key.of(obj))
         keys, roles = changes.expected(owner, gw.spec)
         # Objects of ours in the namespace prove it exists; only otherwise ask.
         namespace_exists = any(k.namespace == ns for k in owned) or self._exists(
@@ -147,8 +154,9 @@ class Gatherer:
                 for key in keys
                 if key not in owned
                 and (namespace_exists or not key.namespace)
-                and self._exists(key)
+                and (key in labelled or self._exists(key))
             ),
+            strangers=tuple(sorted(labelled - set(keys), key=str)),
             missing_roles=tuple(r for r in roles if not self._exists(Key("ClusterRole", "", r))),
         )
 

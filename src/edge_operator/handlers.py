@@ -34,6 +34,7 @@ import kopf
 
 from edge_operator import metrics, names, nodeprobe, probes
 from edge_operator.desired.nodes import candidates, holder
+from edge_operator.desired.objects import Key, Owner
 from edge_operator.desired.status import NODES_CONFIGURED
 from edge_operator.desired.workload import OWNED_KINDS
 from edge_operator.facts import GatewayFacts, NodeFacts, is_true
@@ -247,7 +248,15 @@ async def owned_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     if not owner:
         return
     rt = runtime(memo)
-    if rt.prober and obj.get("kind") == "Service" and event["type"] != "DELETED":
+    gw = rt.gateways.get(owner)
+    if (
+        rt.prober
+        and gw is not None
+        and gw.spec is not None
+        and event["type"] != "DELETED"
+        and Key.of(obj) == Key("Service", gw.spec.controller.namespace, names.workload_name(owner))
+        and Owner(gw.name, gw.uid).owns(obj)
+    ):
         rt.prober.service_seen(owner, obj)
     if event["type"] == "DELETED" or not rt.reconciler.write.ours(obj):
         rt.poke(owner)

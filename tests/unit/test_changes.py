@@ -159,3 +159,65 @@ def test_backoff_doubles_up_to_its_cap() -> None:
     assert [backoff(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 8.0, 16.0]
     assert backoff(50) == RETRY_MAX_SECONDS
     assert backoff(0) == 1.0
+
+
+# --- ownership: the ownerReference's uid, never the label alone -----------------------------
+
+
+def test_owner_owns_only_objects_with_its_uid() -> None:
+    owner = changes.owner(three_nodes())
+    ours = {"metadata": {"ownerReferences": [owner.reference()]}}
+    other_uid = {"metadata": {"ownerReferences": [{**owner.reference(), "uid": "someone-else"}]}}
+    assert owner.owns(ours)
+    assert not owner.owns(other_uid)
+    assert not owner.owns({"metadata": {"labels": {names.GATEWAY_LABEL: owner.name}}})
+    assert not replace(owner, uid="").owns({"metadata": {"ownerReferences": [{"uid": ""}]}})
+
+
+def test_labelled_strangers_are_never_changed_and_are_reported() -> None:
+    f = converged(three_nodes())
+    strangers = (Key("ConfigMap", "copy", "gw"), Key("Deployment", "copy", "gw"))
+    f = replace(f, workload=replace(f.workload, strangers=strangers))
+    planned = changes.plan(f, node_rules.decide(f))
+    assert planned.changes == ()
+    cond = status_rules.ownership_condition("gw", strangers)
+    assert (cond.type, cond.status, cond.reason) == ("ObjectsOwned", "False", "ObjectConflict")
+    assert "ConfigMap copy/gw" in cond.message and "Deployment copy/gw" in cond.message
+    # A warning: Ready and the phase do not depend on it.
+    ok = status_rules.Cond("ControllerAvailable", "True", "Available", "")
+    assert status_rules.ready_condition([ok, cond]).status == "True"
+    ready = status_rules.Cond("Ready", "False", "RollingOut", "")
+    assert status_rules.phase([ready, cond], paused=False) == "Provisioning"
+
+
+def test_ownership_condition_names_ten_strangers_then_counts() -> None:
+    strangers = [Key("ConfigMap", f"ns{i:02}", "gw") for i in range(13)]
+    message = status_rules.ownership_condition("gw", strangers).message
+    assert "ConfigMap ns09/gw" in message and "ns10" not in message and "and 3 more" in message
+    assert status_rules.ownership_condition("gw", []).status == "True"
+
+
+def test_a_labelled_stranger_in_the_way_of_a_create_is_a_conflict() -> None:
+    f = three_nodes()
+    deployment = Key("Deployment", NS, names.workload_name("gw"))
+    f = replace(f, workload=WorkloadFacts(foreign=frozenset({deployment})))
+    planned = changes.plan(f, node_rules.decide(f))
+    assert planned.conflicts == (deployment,)
+
+
+def test_only_pods_of_the_gateways_own_replicasets_are_its_controller_pods() -> None:
+    def pod(name: str, replica_set: str) -> PodFacts:
+        return PodFacts(name, "a", True, NS, replica_set=replica_set)
+
+    ours = pod("p1", "gw-5d8f9c7b6")
+    pods = [ours, pod("p2", "gw-copy-5d8f9c7b6"), pod("p3", ""), pod("p4", "gwx-5d8f9c7b6")]
+    assert workload_rules.controller_pods(pods, "gw") == [ours]
+    raw = {
+        "metadata": {
+            "name": "p1",
+            "ownerReferences": [
+                {"kind": "ReplicaSet", "name": "gw-5d8f9c7b6", "controller": True, "uid": "u"}
+            ],
+        }
+    }
+    assert PodFacts.from_api(raw).replica_set == "gw-5d8f9c7b6"

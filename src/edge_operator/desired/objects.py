@@ -52,6 +52,12 @@ class Owner:
     name: str
     uid: str
 
+    def owns(self, obj: Mapping[str, Any]) -> bool:
+        """The object carries this gateway's ownerReference (by uid). Its label alone proves
+        nothing: a copy made with kustomize, or a chart that reuses it, carries it too."""
+        refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+        return bool(self.uid) and any(r.get("uid") == self.uid for r in refs)
+
     def reference(self) -> dict[str, Any]:
         """ownerReference: the garbage collector deletes the object with the gateway."""
         return {

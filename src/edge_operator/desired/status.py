@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from edge_operator import api
+from edge_operator import api, names
 from edge_operator.desired.nodes import NodeDecision, desired_taint
 from edge_operator.desired.objects import Action, Key
 from edge_operator.desired.service import addresses
@@ -19,9 +19,12 @@ CONTROLLER_AVAILABLE = "ControllerAvailable"
 LOAD_BALANCER_READY = "LoadBalancerReady"
 CLIENT_IP_PRESERVED = "ClientIPPreserved"
 EDGE_NODES_HEALTHY = "EdgeNodesHealthy"
+OBJECTS_OWNED = "ObjectsOwned"
 #: Conditions that warn without holding Ready back. (An edge node failing its health
 #: check costs capacity, not service: the load balancer sends to the others.)
-WARNINGS = frozenset({TAINT_SAFE, CLIENT_IP_PRESERVED, EDGE_NODES_HEALTHY})
+WARNINGS = frozenset({TAINT_SAFE, CLIENT_IP_PRESERVED, EDGE_NODES_HEALTHY, OBJECTS_OWNED})
+#: Strangers named in the ObjectsOwned message at most (then "and N more").
+STRANGERS_NAMED = 10
 #: Reasons that need someone to act: the phase is Degraded, not Provisioning.
 DEGRADED_REASONS = frozenset(
     {
@@ -249,6 +252,28 @@ def load_balancer_condition(workload: Workload) -> Cond:
     )
 
 
+def ownership_condition(gateway: str, strangers: Sequence[Key]) -> Cond:
+    """Objects that carry the gateway's label but not its ownerReference: never changed
+    or deleted, only named here (a warning: the gateway's own objects are unaffected)."""
+    if not strangers:
+        return Cond(
+            OBJECTS_OWNED,
+            "True",
+            "NoUnownedLabelledObjects",
+            f"every object labelled {names.GATEWAY_LABEL}={gateway} is this gateway's own",
+        )
+    named = ", ".join(str(k) for k in strangers[:STRANGERS_NAMED])
+    more = len(strangers) - STRANGERS_NAMED
+    return Cond(
+        OBJECTS_OWNED,
+        "False",
+        "ObjectConflict",
+        f"{named}{f' and {more} more' if more > 0 else ''}: labelled"
+        f" {names.GATEWAY_LABEL}={gateway} without this gateway's ownerReference; the"
+        " operator leaves them alone (remove the label, or delete the copies)",
+    )
+
+
 def client_ip_condition(spec: api.EdgeGatewaySpec) -> Cond:
     if spec.service.external_traffic_policy == "Local":
         return Cond(
@@ -341,7 +366,7 @@ def phase(conditions: Sequence[Cond], paused: bool) -> str:
     by_type = {c.type: c for c in conditions}
     if by_type[READY].status == "True":
         return "Ready"
-    if any(c.reason in DEGRADED_REASONS for c in conditions):
+    if any(c.reason in DEGRADED_REASONS for c in conditions if c.type not in WARNINGS):
         return "Degraded"
     return "Provisioning"
 
@@ -369,6 +394,7 @@ def gateway_status(
         controller_condition(facts, decision, workload),
         load_balancer_condition(workload),
         client_ip_condition(spec),
+        ownership_condition(gw.name, facts.workload.strangers),
     ]
     if health := lb_health_condition(facts, decision.selected):
         wanted.append(health)

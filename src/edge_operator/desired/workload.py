@@ -55,6 +55,13 @@ class Inputs:
     autoscaled_replicas: int | None = None
 
 
+def controller_pods(pods: Iterable[PodFacts], deployment: str) -> list[PodFacts]:
+    """The pods of the gateway's own Deployment among those carrying its label: their
+    ReplicaSet is ``<deployment>-<pod-template-hash>`` (the hash has no '-'). A pod of a
+    labelled copy of the Deployment is not the gateway's and is never evicted."""
+    return [p for p in pods if p.replica_set.rpartition("-")[0] == deployment]
+
+
 def strays(pods: Iterable[PodFacts], edge_nodes: Iterable[str]) -> list[PodFacts]:
     """Controller pods on nodes that are no longer the gateway's edge nodes.
 
