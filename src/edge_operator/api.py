@@ -145,6 +145,7 @@ Quantity = Annotated[
     ),
 ]
 LabelKey = Annotated[str, Field(pattern=QUALIFIED_NAME, max_length=MAX_QUALIFIED_NAME)]
+LabelValue = Annotated[str, Field(pattern=LABEL_VALUE, max_length=63)]
 NodeName = Annotated[str, Field(pattern=DNS_SUBDOMAIN, max_length=253)]
 
 
@@ -198,8 +199,9 @@ class LabelSelectorRequirement(Model):
 class LabelSelector(Model):
     """A standard Kubernetes label selector (metav1.LabelSelector)."""
 
-    match_labels: dict[str, str] = Field(
+    match_labels: dict[str, LabelValue] = Field(
         default_factory=dict,
+        max_length=64,
         description="Nodes must carry every one of these labels with exactly these values.",
     )
     match_expressions: list[LabelSelectorRequirement] = Field(
@@ -361,7 +363,7 @@ class Controller(Model):
         ResourceRequirements, "Compute resources of the controller container."
     )
     pod_annotations: dict[str, str] = Field(
-        default_factory=dict, description="Extra annotations on the controller pods."
+        default_factory=dict, max_length=64, description="Extra annotations on the controller pods."
     )
     extra_args: list[Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=list,
@@ -405,6 +407,7 @@ class ServiceSpec(Model):
     )
     annotations: dict[str, str] = Field(
         default_factory=dict,
+        max_length=64,
         description="Annotations for the Service, e.g. the cloud load balancer's settings.",
     )
     load_balancer_source_ranges: list[Cidr] = Field(
