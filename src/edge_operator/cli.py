@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import logging
 import os
 import socket
@@ -13,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge_operator import __version__, crd
+from edge_operator import __version__, crd, memory
 from edge_operator.names import DEFAULT_NAMESPACE
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -187,23 +185,8 @@ def _quiet_per_event_logs(level: str) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-#: mallopt(3) parameter: the most malloc arenas glibc makes (malloc.h).
-M_ARENA_MAX = -8
-
-
-def _few_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives each thread that allocates an arena of its own, up to 8 per core; the
-    operator's pass and connection threads then keep many half-empty arenas (measured:
-    ~10 MB of RSS at 2,000 nodes). The GIL serialises Python's allocations anyway, so
-    two arenas cost nothing. MALLOC_ARENA_MAX in the environment wins; not glibc: no-op."""
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
-
-
 def _run(args: argparse.Namespace) -> int:
-    _few_malloc_arenas()  # before any thread starts
+    memory.few_arenas()  # before any thread starts
     if args.kubeconfig:
         # Set before kopf imports the Kubernetes client, which reads it at import time;
         # kopf's login and edge_operator.kube both take it from there.

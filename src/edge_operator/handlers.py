@@ -32,7 +32,7 @@ from typing import Any
 
 import kopf
 
-from edge_operator import metrics, names, nodeprobe, probes
+from edge_operator import memory, metrics, names, nodeprobe, probes
 from edge_operator.desired.nodes import candidates, holder
 from edge_operator.desired.objects import Key, Owner
 from edge_operator.desired.status import NODES_CONFIGURED
@@ -176,6 +176,8 @@ class Runtime:
             self.running.discard(name)
             if name in self.pending:
                 self.wake.set()  # changed while its pass ran
+            elif not self.running and not self.pending:
+                memory.trim()  # the burst of passes is over: hand its free pages back
 
     async def resync(self) -> None:
         """A full pass of every gateway every RESYNC_SECONDS, changes or not."""
