@@ -769,6 +769,23 @@ def up(
     return state.kubeconfig
 
 
+def restart(dir: Path, name: str, down_seconds: float = 0.0) -> None:
+    """Stop one control-plane component (by PID) and start it again as it ran, after
+    ``down_seconds``: a crash and restart of the API server or etcd, for fault tests."""
+    if name not in COMPONENTS:
+        raise ClusterError(f"{name} is not a component: {COMPONENTS}")
+    state = _State(dir)
+    pid = _running(state).get(name)
+    argv = _cmdline(pid) if pid else None
+    if not argv:
+        raise ClusterError(f"{name} is not running in {dir}")
+    _stop(state, name)
+    time.sleep(down_seconds)
+    if argv[-1] == b"":  # /proc/<pid>/cmdline ends with a NUL
+        argv = argv[:-1]
+    _spawn(state, name, [os.fsdecode(a) for a in argv])
+
+
 def operator_kubeconfig(dir: Path) -> Path:
     """Kubeconfig of the operator's own identity (user edge-operator, a cluster admin)."""
     return _State(dir).component_kubeconfig(OPERATOR_USER)

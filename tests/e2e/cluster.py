@@ -59,6 +59,8 @@ class Cluster:
     #: only on the local control plane (None on a cluster given with --kubeconfig).
     operator_kubeconfig: Path | None = None
     audit_log: Path | None = None
+    #: The hack/localcluster.py state directory (None on a cluster given with --kubeconfig).
+    local_state: Path | None = None
     core: client.CoreV1Api = field(init=False)
     apps: client.AppsV1Api = field(init=False)
     custom: client.CustomObjectsApi = field(init=False)
@@ -81,6 +83,7 @@ class Cluster:
             api,
             operator_kubeconfig=localcluster.operator_kubeconfig(local_state),
             audit_log=localcluster.audit_log(local_state),
+            local_state=local_state,
         )
 
     # --- what installing the operator puts in place ---------------------------------------

@@ -99,10 +99,14 @@ def test_api_server_refuses_invalid_spec_with_its_message(
     cluster: Cluster, crd_installed: dict[str, Any], case: Case
 ) -> None:
     assert case.server_error is not None
+    assert case.field, f"case {case.id} names no field"
     with pytest.raises(ApiException) as refused:
         _create(cluster, gateway(case.name, case.spec), dry_run=True)
-    assert refused.value.status in (400, 422)
-    assert case.server_error in json.loads(refused.value.body)["message"]
+    # 422 Invalid: the schema or a CEL rule; 400 BadRequest: strict decoding (unknown field).
+    assert refused.value.status == (400 if case.id == "unknown-field" else 422)
+    message = json.loads(refused.value.body)["message"]
+    assert case.server_error in message
+    assert case.field in message, f"{case.field!r} not named in: {message}"
 
 
 def test_scheduler_places_tolerating_pods_only_on_labelled_tainted_node(

@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from edge_operator import names
-from tests.e2e.cluster import Cluster, Gateways, wait_for
+from tests.e2e.cluster import Cluster, Gateways, condition, wait_for
 from tests.e2e.operator import OperatorProcess
 from tests.e2e.test_operations import samples, value
 from tests.e2e.test_workload import NS, MakeNode, edge_pool, spec_for, wait_available
@@ -47,11 +47,14 @@ def test_a_labelled_copy_in_another_namespace_survives_passes_untouched_and_is_r
 ) -> None:
     edge_pool(make_node, unique, count=2)
     name = f"own-{unique}"
-    gateways.create(name, spec_for(unique))
+    # ingress-nginx: its gateways have a ConfigMap too.
+    gateways.create(name, spec_for(unique, controller={"provider": "ingress-nginx"}))
     wait_available(cluster, name, 2)
 
     deployment = labelled_copy(cluster.deployment(NS, name), namespace)
     deployment["spec"]["replicas"] = 1
+    # The gateway's ServiceAccount exists only in its own namespace.
+    deployment["spec"]["template"]["spec"]["serviceAccountName"] = "default"
     service = labelled_copy(cluster.service(NS, name), namespace)
     service["spec"] = {
         "type": "ClusterIP",
@@ -84,7 +87,9 @@ def test_a_labelled_copy_in_another_namespace_survives_passes_untouched_and_is_r
     # The copies' own controllers settle (the Deployment's status, the Endpoints).
     wait_available(cluster, name, 1, ns=namespace)
     settled = versions()
-    cond = gateways.wait_condition(name, "ObjectsOwned", "False", "ObjectConflict")
+    obj = gateways.wait_condition(name, "ObjectsOwned", "False", "ObjectConflict")
+    cond = condition(obj, "ObjectsOwned")
+    assert cond is not None
     for kind in ("Deployment", "Service", "ConfigMap"):
         assert f"{kind} {namespace}/{name}" in cond["message"]
 

@@ -105,3 +105,9 @@ def test_wrong_kind_is_refused() -> None:
     obj = gateway("x", BASE_SPEC) | {"kind": "Gateway"}
     with pytest.raises(ValidationError, match=r"expected apiVersion edgeoperator\.dev/v1alpha1"):
         api.EdgeGateway.model_validate(obj)
+
+
+def test_the_bad_input_suite_has_thirty_cases_each_naming_its_field() -> None:
+    assert len(INVALID) >= 30
+    assert [c.id for c in INVALID if not c.field] == []
+    assert len({c.id for c in INVALID}) == len(INVALID)

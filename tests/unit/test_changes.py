@@ -182,7 +182,8 @@ def test_labelled_strangers_are_never_changed_and_are_reported() -> None:
     assert planned.changes == ()
     cond = status_rules.ownership_condition("gw", strangers)
     assert (cond.type, cond.status, cond.reason) == ("ObjectsOwned", "False", "ObjectConflict")
-    assert "ConfigMap copy/gw" in cond.message and "Deployment copy/gw" in cond.message
+    assert "ConfigMap copy/gw" in cond.message
+    assert "Deployment copy/gw" in cond.message
     # A warning: Ready and the phase do not depend on it.
     ok = status_rules.Cond("ControllerAvailable", "True", "Available", "")
     assert status_rules.ready_condition([ok, cond]).status == "True"
@@ -193,7 +194,9 @@ def test_labelled_strangers_are_never_changed_and_are_reported() -> None:
 def test_ownership_condition_names_ten_strangers_then_counts() -> None:
     strangers = [Key("ConfigMap", f"ns{i:02}", "gw") for i in range(13)]
     message = status_rules.ownership_condition("gw", strangers).message
-    assert "ConfigMap ns09/gw" in message and "ns10" not in message and "and 3 more" in message
+    assert "ConfigMap ns09/gw" in message
+    assert "ns10" not in message
+    assert "and 3 more" in message
     assert status_rules.ownership_condition("gw", []).status == "True"
 
 
@@ -221,3 +224,13 @@ def test_only_pods_of_the_gateways_own_replicasets_are_its_controller_pods() -> 
         }
     }
     assert PodFacts.from_api(raw).replica_set == "gw-5d8f9c7b6"
+
+
+def test_a_warning_is_not_a_refusal() -> None:
+    status = {
+        "conditions": [
+            {"type": "ObjectsOwned", "status": "False", "reason": "ObjectConflict"},
+            {"type": "Ready", "status": "True", "reason": "Ready"},
+        ]
+    }
+    assert status_rules.refused_reasons(status) == []

@@ -468,7 +468,9 @@ def refused_reasons(status: Mapping[str, Any]) -> list[str]:
         {
             c["reason"]
             for c in status.get("conditions") or []
-            if c.get("status") != "True" and c.get("reason") in DEGRADED_REASONS
+            if c.get("status") != "True"
+            and c.get("reason") in DEGRADED_REASONS
+            and c.get("type") not in WARNINGS
         }
     )
 
