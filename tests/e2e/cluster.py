@@ -254,6 +254,17 @@ def ignore_not_found(call: Callable[[], object]) -> None:
             raise
 
 
+def gone(read: Callable[[], object]) -> bool:
+    """Whether ``read`` (a read of one object) answers 404."""
+    try:
+        read()
+    except ApiException as error:
+        if error.status == 404:
+            return True
+        raise
+    return False
+
+
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
     for cond in obj.get("status", {}).get("conditions", []) or []:
         if cond.get("type") == type_:

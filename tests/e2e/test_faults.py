@@ -27,9 +27,9 @@ from kubernetes.client.exceptions import ApiException
 import chart
 import localcluster
 from edge_operator import names
-from tests.e2e.cluster import Cluster, Gateways, wait_for
+from tests.e2e.cluster import Cluster, Gateways, gone, wait_for
 from tests.e2e.operator import OperatorProcess
-from tests.e2e.test_operations import samples
+from tests.e2e.test_operations import back_to_one_operator, samples
 
 pytestmark = pytest.mark.faults
 
@@ -50,6 +50,22 @@ def mark(node: dict[str, Any]) -> dict[str, Any]:
         "taints": spec.get("taints") or [],
         "finalizers": meta.get("finalizers") or [],
     }
+
+
+def assert_marks(cluster: Cluster, expected: dict[str, dict[str, Any]]) -> None:
+    for name, marked in expected.items():
+        node = cluster.api.sanitize_for_serialization(cluster.core.read_node(name))
+        assert mark(node) == marked, name
+
+
+def first_edge_node(cluster: Cluster, gateway: str) -> None:
+    """Wait for the gateway's first node write: its pass is under way."""
+    wait_for(
+        lambda: bool(cluster.core.list_node(label_selector=f"{GW}={gateway}").items),
+        f"the first edge node of {gateway}",
+        timeout=30,
+        interval=0.01,
+    )
 
 
 def total_passes(process: OperatorProcess) -> float:
@@ -83,14 +99,6 @@ def answers(cluster: Cluster) -> bool:
     except (ApiException, urllib3.exceptions.HTTPError):
         return False
     return True
-
-
-def gone(read: Callable[[], object]) -> bool:
-    try:
-        read()
-    except ApiException as error:
-        return bool(error.status == 404)
-    return False
 
 
 @dataclass
@@ -300,12 +308,7 @@ def test_control_plane_restart_in_the_middle_of_passes(  # noqa: PLR0917
     pid = operator.proc.pid
     name = f"cp-{unique}"
     gateways.create(name, {"nodes": {"selector": {"matchLabels": {POOL: unique}}}})
-    wait_for(
-        lambda: bool(cluster.core.list_node(label_selector=f"{GW}={name}").items),
-        "the first edge node",
-        timeout=30,
-        interval=0.02,
-    )
+    first_edge_node(cluster, name)
     localcluster.restart(cluster.local_state, component, down_seconds=5)
     wait_for(partial(answers, cluster), f"the API again after {component} restarted", 60)
     back = time.monotonic()
@@ -320,9 +323,7 @@ def test_control_plane_restart_in_the_middle_of_passes(  # noqa: PLR0917
     assert operator.probe("/healthz")
     print(f"{component} restarted (5 s down): converged {took:.1f} s after it was started again")
     gateways.delete(name)
-    for node_name, expected in before.items():
-        node = cluster.api.sanitize_for_serialization(cluster.core.read_node(node_name))
-        assert mark(node) == expected, node_name
+    assert_marks(cluster, before)
 
 
 # --- two gateways racing for the same nodes while nodes churn -------------------------------
@@ -468,12 +469,7 @@ def test_ha_leader_killed_mid_pass_standby_finishes_without_double_writes(
         since = cluster.audit_log.stat().st_size
         name = f"ha-{unique}"
         gateways.create(name, {"nodes": {"selector": {"matchLabels": {POOL: unique}}}})
-        wait_for(
-            lambda: bool(cluster.core.list_node(label_selector=f"{GW}={name}").items),
-            "the leader's first node write",
-            timeout=30,
-            interval=0.01,
-        )
+        first_edge_node(cluster, name)
         labelled = len(cluster.core.list_node(label_selector=f"{GW}={name}").items)
         active.kill()
         killed = time.monotonic()
@@ -492,12 +488,6 @@ def test_ha_leader_killed_mid_pass_standby_finishes_without_double_writes(
         assert any(" deployments/" in k for k in writes)
         assert twice == {}
         gateways.delete_all()
-        for node_name, expected in before.items():
-            node = cluster.api.sanitize_for_serialization(cluster.core.read_node(node_name))
-            assert mark(node) == expected, node_name
+        assert_marks(cluster, before)
     finally:
-        for process in (active, standby):
-            if process.proc is not None:
-                process.stop()
-        operator.start()
-        gateways.delete_all()
+        back_to_one_operator(operator, gateways, active, standby)

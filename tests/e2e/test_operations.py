@@ -40,6 +40,18 @@ def samples(process: OperatorProcess) -> dict[tuple[str, frozenset[tuple[str, st
     return out
 
 
+def back_to_one_operator(
+    operator: OperatorProcess, gateways: Gateways, *replicas: OperatorProcess
+) -> None:
+    """After an HA test: stop its replicas, start the session's operator again, and
+    delete the test's gateways with it."""
+    for process in replicas:
+        if process.proc is not None:
+            process.stop()
+    operator.start()
+    gateways.delete_all()
+
+
 def value(
     page: dict[tuple[str, frozenset[tuple[str, str]]], float], metric: str, /, **labels: str
 ) -> float | None:
@@ -202,11 +214,7 @@ def test_standby_makes_no_writes_and_takes_over_within_a_minute(
         assert cluster.node(edge2[0])["metadata"]["labels"]["edgeoperator.dev/gateway"] == second
         gateways.delete_all()  # the new leader restores the nodes
     finally:
-        for process in (active, standby):
-            if process.proc is not None:
-                process.stop()
-        operator.start()
-        gateways.delete_all()
+        back_to_one_operator(operator, gateways, active, standby)
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])

@@ -5,13 +5,10 @@ label (kustomize, a chart that reuses the label) is left alone and reported."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from edge_operator import names
-from tests.e2e.cluster import Cluster, Gateways, condition, wait_for
+from tests.e2e.cluster import Cluster, Gateways, condition, gone, wait_for
 from tests.e2e.operator import OperatorProcess
 from tests.e2e.test_operations import samples, value
 from tests.e2e.test_workload import NS, MakeNode, edge_pool, spec_for, wait_available
@@ -111,7 +108,7 @@ def test_a_labelled_copy_in_another_namespace_survives_passes_untouched_and_is_r
     # Deleting the gateway deletes its own objects (garbage collection), never the copies.
     gateways.delete(name)
     wait_for(
-        lambda: _gone(lambda: cluster.deployment(NS, name)), "the gateway's own Deployment gone"
+        lambda: gone(lambda: cluster.deployment(NS, name)), "the gateway's own Deployment gone"
     )
     assert versions() == settled
 
@@ -130,11 +127,3 @@ def apply_tier(
         ),
         f"a pass that applies tier {tier}",
     )
-
-
-def _gone(read: Callable[[], object]) -> bool:
-    try:
-        read()
-    except ApiException as error:
-        return bool(error.status == 404)
-    return False

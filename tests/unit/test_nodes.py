@@ -246,6 +246,10 @@ def test_configure_is_a_fixed_point() -> None:
         ({ROLE: "old"}, (Taint(ROLE, "NoSchedule", "old"),)),
         ({ROLE: ""}, (Taint("other", "NoExecute", "x"), Taint(ROLE, "NoSchedule"))),
         ({"keep": "me"}, (Taint(ROLE, "PreferNoSchedule"),)),
+        # The same key with another effect (and with ours' effect but a value) is kept.
+        ({}, (Taint(ROLE, "NoExecute", "mine"), Taint(ROLE, "PreferNoSchedule", "x"))),
+        # Dozens of taints, in an order of their own.
+        ({}, tuple(Taint(f"example.com/t{i:02}", "NoSchedule", str(i)) for i in range(40, 0, -1))),
     ],
 )
 def test_restore_returns_node_exactly(labels: dict[str, str], taints: tuple[Taint, ...]) -> None:
@@ -501,3 +505,22 @@ def test_a_heartbeat_is_not_a_change_a_label_is() -> None:
     assert not same(None, before)
     assert not same(before, None)
     assert same(None, None)
+
+
+def test_a_corrupt_record_refuses_and_changes_nothing() -> None:
+    gw = gateway()
+    edge = node("a")
+    configured = apply(edge, rules.decide(facts(gw, [edge, worker("w")])).updates[0])
+    for text in ("not json", '{"labels": {}}', '{"gateway": "gw", "taints": [{"key": 1}]}'):
+        corrupt = replace(configured, record_text=text)
+        decision = rules.decide(facts(gw, [corrupt, worker("w")]))
+        assert decision.refusal is not None
+        assert decision.refusal.reason == "NodeRecordCorrupt"
+        assert "node(s) a " in decision.refusal.message
+        assert decision.updates == ()
+    # A free node with a garbage annotation is refused too: its record cannot be trusted.
+    stray = node("b", labels={"e2e": "x"})
+    stray = replace(stray, record_text="garbage")
+    decision = rules.decide(facts(gw, [stray, worker("w")]))
+    assert decision.refusal is not None
+    assert decision.refusal.reason == "NodeRecordCorrupt"

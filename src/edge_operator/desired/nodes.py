@@ -345,6 +345,15 @@ def decide(facts: Facts) -> NodeDecision:
 
     # A node being deleted is never taken; one held is drained and released below.
     found = [n for n in candidates(spec, nodes) if not n.deleting]
+    corrupt = sorted({n.name for n in (*held, *found) if n.record_text and n.record is None})
+    if corrupt:
+        return refuse(
+            "NodeRecordCorrupt",
+            f"the {names.NODE_RECORD_ANNOTATION} annotation of node(s) {', '.join(corrupt)} is"
+            " not a record the operator wrote (edited by hand?), so it cannot tell what to"
+            " restore there; nothing was changed. Put the record back, or remove the"
+            " annotation once the node's labels and taints are as they should be",
+        )
     if spec.nodes.count is None:
         selected = found
         for node in selected:

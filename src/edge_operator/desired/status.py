@@ -37,6 +37,7 @@ DEGRADED_REASONS = frozenset(
         "ProviderRBACMissing",
         "RolloutStuck",
         "NodeChangeDenied",
+        "NodeRecordCorrupt",
     }
 )
 
