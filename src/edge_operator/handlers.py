@@ -51,6 +51,9 @@ RESYNC_SECONDS = float(os.environ.get("EDGE_OPERATOR_RESYNC_SECONDS", "3600"))
 #: The kinds of object a gateway owns, as (group, version, plural): what the pass
 #: builds (workload.OWNED_KINDS), where the API serves it (kube.KINDS).
 OWNED_RESOURCES = tuple((*KINDS[kind].group_version, KINDS[kind].plural) for kind in OWNED_KINDS)
+#: What the operator watches of other kinds: its owned objects and its controller pods,
+#: only those with a gateway's label (selected by the API server, not after the fact).
+WATCHED = (*OWNED_RESOURCES, ("", "v1", "pods"))
 #: Passes of different gateways running at once: a pass mostly waits for the API
 #: server, so converging many gateways at once is bound by its answers, not our CPU.
 PARALLEL_PASSES = 16
@@ -210,6 +213,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, retry: int, 
     # kopf would post an Event for every handler that succeeds (a write per resync);
     # the operator posts its own Events, so kopf posts only its warnings and errors.
     settings.posting.level = logging.WARNING
+    # Without this, kopf streams every Pod, Service, Deployment ... of the cluster and
+    # filters by label in the operator; with it, the API server sends only ours.
+    for resource in WATCHED:
+        settings.watching.label_selectors[resource] = names.GATEWAY_LABEL
     rt = Runtime(Kube.connect())
     try:
         # Startup handlers finish before kopf starts any watch, so the events that
@@ -266,7 +273,7 @@ async def owned_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 
 # The controller pods too (labelled by their Deployment's template): a pod that ends on a
 # draining node lets its pass release the node at once, not at the next resync.
-for _group, _version, _plural in (*OWNED_RESOURCES, ("", "v1", "pods")):
+for _group, _version, _plural in WATCHED:
     kopf.on.event(_group, _version, _plural, labels={names.GATEWAY_LABEL: kopf.PRESENT})(
         owned_event
     )

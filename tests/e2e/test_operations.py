@@ -7,16 +7,20 @@ control plane, in the API server's audit log.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import chart
 import localcluster
+from edge_operator import names
+from edge_operator.handlers import WATCHED
 from tests.e2e.cluster import Cluster, Gateways, wait_for
 from tests.e2e.operator import OperatorProcess
 from tests.e2e.test_workload import (
@@ -220,3 +224,26 @@ def test_standby_makes_no_writes_and_takes_over_within_a_minute(
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
 def test_health_endpoints_answer(operator: OperatorProcess, path: str) -> None:
     assert operator.probe(path)
+
+
+def test_owned_kinds_and_pods_are_watched_with_the_gateway_label_selector(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    """No cluster-wide unfiltered stream of kinds the operator needs only for its own
+    objects: every list and watch of them (kopf's and ours) carries the label selector,
+    so the API server sends the gateways' objects only."""
+    if cluster.audit_log is None:
+        pytest.skip("reading the operator's requests needs the local control plane's audit log")
+    plurals = {plural for _, _, plural in WATCHED}
+    seen: dict[str, set[str]] = {}
+    with cluster.audit_log.open() as log:
+        for line in log:
+            event = json.loads(line)
+            ref = event.get("objectRef") or {}
+            if event["verb"] in ("list", "watch") and ref.get("resource") in plurals:
+                query = parse_qs(urlsplit(event["requestURI"]).query)
+                selector = (query.get("labelSelector") or [""])[0]
+                seen.setdefault(f"{event['verb']} {ref['resource']}", set()).add(selector)
+    assert {k.split()[1] for k in seen if k.startswith("watch ")} == plurals
+    unfiltered = {k: v for k, v in seen.items() if any(names.GATEWAY_LABEL not in s for s in v)}
+    assert unfiltered == {}
