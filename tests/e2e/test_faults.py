@@ -87,6 +87,11 @@ def settled(gateways: Gateways, name: str) -> bool:
     return cond is not None and (cond["status"] == "True" or cond["reason"] in SETTLED_REFUSALS)
 
 
+def no_storm_gateways(cluster: Cluster, unique: str) -> bool:
+    listed = cluster.custom.list_cluster_custom_object(names.GROUP, names.VERSION, names.PLURAL)
+    return not [g for g in listed["items"] if g["metadata"]["name"].endswith(f"-{unique}")]
+
+
 def holds(gateways: Gateways, name: str, count: int) -> bool:
     """Settled with ``count`` edge nodes."""
     return settled(gateways, name) and gateways.get(name)["status"]["edgeNodeCount"] == count
@@ -272,6 +277,8 @@ def run_storm(
 
     for name in list(storm.live):
         gateways.delete(name, timeout=120)
+    # And those deleted during the storm: their finalizers have restored their nodes.
+    wait_for(partial(no_storm_gateways, cluster, storm.unique), "every storm gateway gone", 120)
     compared = 0
     for name, expected in sorted(storm.expected.items()):
         if expected is None:
