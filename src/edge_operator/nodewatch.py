@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from edge_operator import memory
 from edge_operator.facts import NodeFacts
 from edge_operator.gather import NodeCache
 from edge_operator.kube import RETRY_MAX_SECONDS, ExpiredError, Kube, KubeError, backoff
@@ -29,6 +31,10 @@ log = logging.getLogger(__name__)
 #: (measured: 0.77 ms an event read one by one, 0.38 ms in bursts), and an event waits
 #: at most this long, well inside the node-join budget of 1 s.
 PAUSE_SECONDS = 0.2
+#: Freed memory is handed back to the system at most this often while events stream in:
+#: each burst's buffers and parsed nodes leave free pages behind, and without a trim the
+#: resident set crept up ~1 MB every two minutes at 2,000 nodes (memory.trim).
+TRIM_SECONDS = 60.0
 
 Changed = Callable[[NodeFacts | None, NodeFacts | None], object]
 
@@ -48,6 +54,7 @@ class NodeWatch:
         self.resource_version = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._trimmed = time.monotonic()
 
     def seed(self) -> int:
         """List every node (a page at a time) into the cache; the watch starts after it."""
@@ -107,6 +114,9 @@ class NodeWatch:
                     self.changed(before.get(name), fresh.get(name))
 
     def _event(self, type_: str, obj: dict[str, Any]) -> None:
+        if time.monotonic() - self._trimmed > TRIM_SECONDS:
+            self._trimmed = time.monotonic()
+            memory.trim()
         meta = obj.get("metadata") or {}
         self.resource_version = str(meta.get("resourceVersion") or self.resource_version)
         if type_ == "BOOKMARK":
