@@ -27,20 +27,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-#: What each passed dataplane test printed (its request and failure counts), shown at
-#: the end of the run: pytest shows a passed test's output nowhere else.
+#: What each passed dataplane and fault-injection test printed (its request and failure
+#: counts; its kills, passes and nodes compared), shown at the end of the run: pytest
+#: shows a passed test's output nowhere else.
 _FIGURES: list[tuple[str, str]] = []
+_FIGURE_MARKERS = ("dataplane", "faults")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     text = report.capstdout.strip()
-    if report.when == "call" and report.passed and "dataplane" in report.keywords and text:
+    marked = any(m in report.keywords for m in _FIGURE_MARKERS)
+    if report.when == "call" and report.passed and marked and text:
         _FIGURES.append((report.nodeid, text))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _FIGURES:
-        terminalreporter.section("dataplane figures")
+        terminalreporter.section("dataplane and fault-injection figures")
         for nodeid, text in _FIGURES:
             terminalreporter.write_line(f"{nodeid}:")
             for line in text.splitlines():
