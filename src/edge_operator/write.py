@@ -49,6 +49,26 @@ EVENT_REASONS = {"Label": "NodeLabelled", "Taint": "NodeTainted", "Restore": "No
 OBJECT_REASONS: dict[Action, str] = {"Create": "Created", "Update": "Updated", "Delete": "Deleted"}
 
 
+#: Longest Event message written (the API server refuses messages over 1 KiB).
+EVENT_MESSAGE_MAX = 1000
+
+
+def summary(prefix: str, items: list[str]) -> str:
+    """``prefix`` and the items, comma-separated, cut to EVENT_MESSAGE_MAX with a count
+    of the items left out."""
+    text = prefix + ", ".join(items)
+    if len(text) <= EVENT_MESSAGE_MAX:
+        return text
+    shown: list[str] = []
+    for item in items:
+        left = len(items) - len(shown) - 1
+        candidate = prefix + ", ".join([*shown, item]) + f" and {left} more"
+        if len(candidate) > EVENT_MESSAGE_MAX:
+            break
+        shown.append(item)
+    return prefix + ", ".join(shown) + f" and {len(items) - len(shown)} more"
+
+
 @dataclass(frozen=True)
 class Event:
     type: str  # Normal | Warning
@@ -145,16 +165,17 @@ class Writer:
         except (ConflictError, NotFoundError) as changed:
             raise NodeMovedError(update.name, changed) from changed
         self.cache.put(NodeFacts.from_api(node))
-        events = []
+        done: dict[str, list[str]] = {}
         for change in update.changes:
             metrics.NODE_CHANGES.labels(gateway, change.action.lower()).inc()
             log.info("node %s: %s", update.name, change.detail)
-            events.append(
-                Event(
-                    "Normal", EVENT_REASONS[change.action], f"node {update.name}: {change.detail}"
-                )
-            )
-        return events
+            done.setdefault(change.action, []).append(change.detail)
+        # One Event per node and kind of change, not per label: during a rollout of many
+        # gateways Events were half of the operator's writes.
+        return [
+            Event("Normal", EVENT_REASONS[action], summary(f"node {update.name}: ", details))
+            for action, details in done.items()
+        ]
 
     def restore(self, node: NodeFacts) -> list[Event]:
         """Put back what the record on ``node`` says, re-reading the node when it moved."""
@@ -209,6 +230,7 @@ class Writer:
         after = dict(owned)
         failures: list[tuple[Key, str, str]] = []
         events: list[Event] = []
+        done: dict[Action, list[str]] = {}
         for key, change in planned.changes:
             if key in planned.conflicts:
                 continue
@@ -230,9 +252,13 @@ class Writer:
                 failures.append((key, "ApplyFailed", str(error)))
                 events.append(Event("Warning", "ApplyFailed", f"{change} {key}: {error}"))
                 continue
-            reason = OBJECT_REASONS[change]
-            log.info("%s %s", reason.lower(), key)
-            events.append(Event("Normal", reason, f"{reason} {key}"))
+            log.info("%s %s", OBJECT_REASONS[change].lower(), key)
+            done.setdefault(change, []).append(str(key))
+        # One Event per kind of change in a pass ("Created ServiceAccount ns/x, ...").
+        events += [
+            Event("Normal", OBJECT_REASONS[change], summary(f"{OBJECT_REASONS[change]} ", keys))
+            for change, keys in done.items()
+        ]
         return ObjectsWritten(after, tuple(failures), tuple(events))
 
     def _apply(self, change: Action, key: Key, obj: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from edge_operator.desired.objects import Key
 from edge_operator.facts import Facts, PodFacts, WorkloadFacts
 from edge_operator.kube import RETRY_MAX_SECONDS, backoff
 from edge_operator.reconcile import decide
+from edge_operator.write import EVENT_MESSAGE_MAX, summary
 from tests.unit.test_nodes import facts, gateway, node, worker
 
 NS = "edge-system"
@@ -234,3 +235,16 @@ def test_a_warning_is_not_a_refusal() -> None:
         ]
     }
     assert status_rules.refused_reasons(status) == []
+
+
+def test_event_summaries_list_every_item_or_count_the_rest_within_1000_characters() -> None:
+    assert summary("Created ", ["ServiceAccount a/b", "IngressClass c"]) == (
+        "Created ServiceAccount a/b, IngressClass c"
+    )
+    many = [f"ConfigMap namespace-{i:03}/gateway-object-{i:03}" for i in range(100)]
+    text = summary("Created ", many)
+    assert len(text) <= EVENT_MESSAGE_MAX
+    shown = text.removeprefix("Created ").split(", ")
+    left = int(text.rsplit(" and ", 1)[1].split()[0])
+    assert len(shown) + left == 100
+    assert shown[0] == many[0]
