@@ -18,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 import chart
 import localcluster
+from edge_operator import names
 
 T = TypeVar("T")
 
@@ -252,6 +253,18 @@ def ignore_not_found(call: Callable[[], object]) -> None:
     except ApiException as error:
         if error.status != 404:
             raise
+
+
+def wait_first_edge_node(cluster: Cluster, gateway: str, interval: float = 0.01) -> None:
+    """Wait for the gateway's first node write: its pass is under way."""
+    wait_for(
+        lambda: bool(
+            cluster.core.list_node(label_selector=f"{names.GATEWAY_LABEL}={gateway}").items
+        ),
+        f"the first edge node of {gateway}",
+        timeout=30,
+        interval=interval,
+    )
 
 
 def gone(read: Callable[[], object]) -> bool:

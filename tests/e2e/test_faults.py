@@ -27,7 +27,7 @@ from kubernetes.client.exceptions import ApiException
 import chart
 import localcluster
 from edge_operator import names
-from tests.e2e.cluster import Cluster, Gateways, gone, wait_for
+from tests.e2e.cluster import Cluster, Gateways, gone, wait_first_edge_node, wait_for
 from tests.e2e.operator import OperatorProcess
 from tests.e2e.test_operations import back_to_one_operator, samples
 
@@ -56,16 +56,6 @@ def assert_marks(cluster: Cluster, expected: dict[str, dict[str, Any]]) -> None:
     for name, marked in expected.items():
         node = cluster.api.sanitize_for_serialization(cluster.core.read_node(name))
         assert mark(node) == marked, name
-
-
-def first_edge_node(cluster: Cluster, gateway: str) -> None:
-    """Wait for the gateway's first node write: its pass is under way."""
-    wait_for(
-        lambda: bool(cluster.core.list_node(label_selector=f"{GW}={gateway}").items),
-        f"the first edge node of {gateway}",
-        timeout=30,
-        interval=0.01,
-    )
 
 
 def untouched(marked: dict[str, Any]) -> dict[str, Any]:
@@ -331,7 +321,7 @@ def test_control_plane_restart_in_the_middle_of_passes(  # noqa: PLR0917
     pid = operator.proc.pid
     name = f"cp-{unique}"
     gateways.create(name, {"nodes": {"selector": {"matchLabels": {POOL: unique}}}})
-    first_edge_node(cluster, name)
+    wait_first_edge_node(cluster, name)
     localcluster.restart(cluster.local_state, component, down_seconds=5)
     wait_for(partial(answers, cluster), f"the API again after {component} restarted", 60)
     back = time.monotonic()
@@ -492,7 +482,7 @@ def test_ha_leader_killed_mid_pass_standby_finishes_without_double_writes(
         since = cluster.audit_log.stat().st_size
         name = f"ha-{unique}"
         gateways.create(name, {"nodes": {"selector": {"matchLabels": {POOL: unique}}}})
-        first_edge_node(cluster, name)
+        wait_first_edge_node(cluster, name)
         labelled = len(cluster.core.list_node(label_selector=f"{GW}={name}").items)
         active.kill()
         killed = time.monotonic()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edge_operator import names
-from tests.e2e.cluster import Cluster, Gateways, condition, wait_for
+from tests.e2e.cluster import Cluster, Gateways, condition, wait_first_edge_node, wait_for
 from tests.e2e.operator import OperatorProcess
 
 ROLE = names.DEFAULT_ROLE_LABEL
@@ -316,10 +316,7 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(
     name = f"kill-{unique}"
     gateways.create(name, {"nodes": pool(unique)})
 
-    def some_labelled() -> bool:
-        return bool(cluster.core.list_node(label_selector=f"{GW}={name}").items)
-
-    wait_for(some_labelled, "the first edge node", timeout=30, interval=0.02)
+    wait_first_edge_node(cluster, name, interval=0.02)
     operator.kill()
     done = len(cluster.core.list_node(label_selector=f"{GW}={name}").items)
     operator.start()
