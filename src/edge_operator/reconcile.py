@@ -7,9 +7,10 @@
 ``plan`` (the ``edge-operator plan`` command) is gather + decide, with no write path.
 
 Passes of different gateways run at the same time. Only a pass that takes nodes no
-gateway holds yet (a claim) runs under the claim lock, deciding again on the newest
-nodes there: claims happen one at a time, and the older gateway keeps a node two
-gateways select (desired/nodes.py), so who gets a node never depends on timing.
+gateway holds yet (a claim) holds the nodes its decision reads (claims.py), deciding
+again on the newest nodes there: claims on the same nodes happen one at a time, and the
+older gateway keeps a node two gateways select (desired/nodes.py), so who gets a node
+never depends on timing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edge_operator import metrics, names
+from edge_operator.claims import ClaimLocks
 from edge_operator.desired import changes
 from edge_operator.desired import nodes as node_rules
 from edge_operator.desired import status as status_rules
@@ -99,8 +101,9 @@ class Reconciler:
         self.write = Writer(kube, cache, clock)
         self.cache = cache
         self.clock = clock
-        #: Held by a pass that claims nodes, and by a gateway's cleanup.
-        self.claims = threading.Lock()
+        #: Held by a pass that claims nodes (the nodes it reads), and by a gateway's
+        #: cleanup (every node).
+        self.claims = ClaimLocks()
         #: One pass (or cleanup) of a gateway at a time.
         self._gateway_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
@@ -161,10 +164,7 @@ class Reconciler:
         else:
             decision = decide(self.gather.facts(gw))
             if decision.claims and not gw.spec.paused:
-                # Only the node changes wait for the claim lock; the objects do not.
-                with self.claims:
-                    decision = decide(self.gather.refresh_nodes(decision.facts))
-                    decision, applied = self._write_nodes(decision, result)
+                decision, applied = self._claim(decision, result)
             else:
                 decision, applied = self._write_nodes(decision, result)
             status = self._write_workload(decision, applied, result)
@@ -175,6 +175,18 @@ class Reconciler:
         if refusal and status_rules.warn_again(gw.status, status):
             result.events.append(Event("Warning", refusal.reason, refusal.message))
         return result
+
+    def _claim(self, decision: Decision, result: PassResult) -> tuple[Decision, bool]:
+        """Decide again on the newest nodes while holding the ones the decision rests on,
+        and make the node changes there. Only the node changes wait; the objects do not."""
+        scope: node_rules.ClaimScope | None = node_rules.claim_scope(decision.facts, decision.nodes)
+        while True:
+            with self.claims.hold(scope):
+                decision = decide(self.gather.refresh_nodes(decision.facts))
+                now = node_rules.claim_scope(decision.facts, decision.nodes)
+                if scope is None or scope.covers(now):
+                    return self._write_nodes(decision, result)
+            scope = None  # the nodes it rests on changed meanwhile: hold every node
 
     def _write_nodes(self, decision: Decision, result: PassResult) -> tuple[Decision, bool]:
         """Make the node changes. Returns the decision as it stands after them (with the
@@ -243,7 +255,7 @@ class Reconciler:
     def cleanup(self, gateway: Mapping[str, Any]) -> None:
         """Restore every node the gateway holds (called before its finalizer goes)."""
         name = gateway["metadata"]["name"]
-        with self._gateway_locks[name], self.claims:
+        with self._gateway_locks[name], self.claims.hold(None):
             # The cache may lag the watch; the labelled nodes are read afresh.
             for raw in self.write.kube.iter_nodes(label_selector=f"{names.GATEWAY_LABEL}={name}"):
                 self.cache.put(NodeFacts.from_api(raw))

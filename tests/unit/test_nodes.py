@@ -524,3 +524,23 @@ def test_a_corrupt_record_refuses_and_changes_nothing() -> None:
     decision = rules.decide(facts(gw, [stray, worker("w")]))
     assert decision.refusal is not None
     assert decision.refusal.reason == "NodeRecordCorrupt"
+
+
+def test_a_claim_holds_what_it_may_change_and_the_workers_it_counts() -> None:
+    held = NodeFacts("h", {names.GATEWAY_LABEL: "gw"}, ready=True)  # selected no more
+    other = gateway("other", nodes={"selector": {"matchLabels": {"pool": "other"}}})
+    shared = node("s", labels={"pool": "other"})  # another gateway's candidate: counted last
+    nodes = [shared, node("a"), node("b"), worker("w1"), worker("w2"), held]
+
+    def scope(gw: GatewayFacts) -> rules.ClaimScope:
+        f = facts(gw, nodes, others=(other,))
+        return rules.claim_scope(f, rules.decide(f))
+
+    assert scope(gateway()) == rules.ClaimScope(frozenset({"a", "b", "h"}), frozenset({"w1"}))
+    assert scope(gateway(nodes={"minWorkerNodes": 0})).counts == frozenset()
+    counts = frozenset({"w1", "w2", "h", "s"})
+    assert scope(gateway(nodes={"minWorkerNodes": 4})).counts == counts
+    wide = rules.ClaimScope(frozenset({"a", "b"}), frozenset({"w1"}))
+    assert wide.covers(rules.ClaimScope(frozenset({"a"}), frozenset({"b", "w1"})))
+    assert not wide.covers(rules.ClaimScope(frozenset({"a", "w1"})))
+    assert not wide.covers(rules.ClaimScope(frozenset({"a"}), frozenset({"w2"})))

@@ -102,6 +102,8 @@ class NodeDecision:
     #: excluded from load balancers until their controller pods are gone; not in
     #: ``selected``, so those pods are evicted.
     draining: tuple[str, ...] = ()
+    #: The schedulable non-edge nodes counted for spec.nodes.minWorkerNodes.
+    workers: tuple[str, ...] = ()
 
 
 # --- matching -----------------------------------------------------------------------------
@@ -329,6 +331,52 @@ def _drain_or_release(
     return draining, updates
 
 
+@dataclass(frozen=True)
+class ClaimScope:
+    """The nodes a claim's decision rests on: those it may change (the nodes it selects
+    or holds) and those it only counts (the workers spec.nodes.minWorkerNodes needs)."""
+
+    changes: frozenset[str]
+    counts: frozenset[str] = frozenset()
+
+    def covers(self, other: ClaimScope) -> bool:
+        return other.changes <= self.changes and other.counts <= self.changes | self.counts
+
+
+def claim_scope(facts: Facts, decision: NodeDecision) -> ClaimScope:
+    """What a claim of ``facts.gateway`` deciding ``decision`` holds while it decides again
+    and writes (reconcile.py, claims.py)."""
+    me = facts.gateway.name
+    assert facts.gateway.spec is not None
+    held = {n.name for n in facts.nodes.values() if n.holder == me}
+    found = {n.name for n in candidates(facts.gateway.spec, facts.nodes)}
+    return ClaimScope(frozenset(held | found), frozenset(decision.workers))
+
+
+def count_workers(minimum: int, chosen: set[str], facts: Facts) -> list[str]:
+    """Schedulable nodes left to workloads, as far as ``minimum`` (all of them when there
+    are fewer): first those no other gateway selects, so that the claims of other
+    gateways (which hold the nodes they select) rarely wait for this one."""
+    if minimum == 0:
+        return []
+    me = facts.gateway.name
+    counted: list[str] = []
+    selected_elsewhere: list[str] = []
+    for n in facts.nodes.values():
+        if not (n.schedulable and n.name not in chosen and n.holder in (None, me)):
+            continue
+        if any(
+            o.spec is not None and not o.deleting and candidates(o.spec, {n.name: n})
+            for o in facts.others
+        ):
+            selected_elsewhere.append(n.name)
+            continue
+        counted.append(n.name)
+        if len(counted) >= minimum:
+            return counted
+    return (counted + selected_elsewhere)[:minimum]
+
+
 def decide(facts: Facts) -> NodeDecision:
     """Decide one gateway's edge nodes and the node changes to get there."""
     gw = facts.gateway
@@ -391,16 +439,11 @@ def decide(facts: Facts) -> NodeDecision:
         return refuse("NoEdgeNodes", f"{what}; nothing was changed")
 
     chosen = {n.name for n in selected}
-    workers = 0  # counted only as far as the minimum (exact when short of it)
-    for n in nodes.values():
-        if workers >= spec.nodes.min_worker_nodes:
-            break
-        if n.schedulable and n.name not in chosen and n.holder in (None, me):
-            workers += 1
-    if workers < spec.nodes.min_worker_nodes:
+    workers = count_workers(spec.nodes.min_worker_nodes, chosen, facts)
+    if len(workers) < spec.nodes.min_worker_nodes:
         return refuse(
             "MinWorkerNodes",
-            f"taking {len(chosen)} edge nodes would leave {workers} schedulable worker"
+            f"taking {len(chosen)} edge nodes would leave {len(workers)} schedulable worker"
             f" node(s), fewer than spec.nodes.minWorkerNodes={spec.nodes.min_worker_nodes};"
             " nothing was changed",
         )
@@ -433,4 +476,5 @@ def decide(facts: Facts) -> NodeDecision:
         intolerant_daemonsets=tuple(intolerant_daemonsets(taint, facts.daemonsets)),
         missing_names=missing,
         draining=tuple(draining),
+        workers=tuple(workers),
     )
