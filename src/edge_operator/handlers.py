@@ -56,7 +56,7 @@ OWNED_RESOURCES = tuple((*KINDS[kind].group_version, KINDS[kind].plural) for kin
 WATCHED = (*OWNED_RESOURCES, ("", "v1", "pods"))
 #: Passes of different gateways running at once: a pass mostly waits for the API
 #: server, so converging many gateways at once is bound by its answers, not our CPU.
-PARALLEL_PASSES = 16
+PARALLEL_PASSES = 32
 #: Node events closer together than this are handled in one pass.
 DEBOUNCE_SECONDS = 0.2
 #: Probe every edge node's load-balancer health check ("off": operator flag

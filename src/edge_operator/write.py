@@ -9,6 +9,7 @@ decides again on the newer node.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import threading
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_operator import metrics
-from edge_operator.desired import namespace as namespace_rules
 from edge_operator.desired import nodes as node_rules
 from edge_operator.desired import status as status_rules
 from edge_operator.desired import workload as workload_rules
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 3
 #: Node patches of one pass made at once.
 NODE_WRITERS = 8
+#: Object changes made at once, by every pass together (a LoadBalancer Service's
+#: create waits seconds for its node ports while many are made).
+OBJECT_WRITERS = 64
 #: Event reason for each kind of node change.
 EVENT_REASONS = {"Label": "NodeLabelled", "Taint": "NodeTainted", "Restore": "NodeRestored"}
 #: Event reason for each kind of object change.
@@ -53,20 +56,34 @@ OBJECT_REASONS: dict[Action, str] = {"Create": "Created", "Update": "Updated", "
 EVENT_MESSAGE_MAX = 1000
 
 
-def summary(prefix: str, items: list[str]) -> str:
-    """``prefix`` and the items, comma-separated, cut to EVENT_MESSAGE_MAX with a count
+def summary(prefix: str, items: list[str], sep: str = ", ") -> str:
+    """``prefix`` and the items, ``sep``-separated, cut to EVENT_MESSAGE_MAX with a count
     of the items left out."""
-    text = prefix + ", ".join(items)
+    text = prefix + sep.join(items)
     if len(text) <= EVENT_MESSAGE_MAX:
         return text
     shown: list[str] = []
     for item in items:
         left = len(items) - len(shown) - 1
-        candidate = prefix + ", ".join([*shown, item]) + f" and {left} more"
+        candidate = prefix + sep.join([*shown, item]) + f" and {left} more"
         if len(candidate) > EVENT_MESSAGE_MAX:
             break
         shown.append(item)
-    return prefix + ", ".join(shown) + f" and {len(items) - len(shown)} more"
+    return prefix + sep.join(shown) + f" and {len(items) - len(shown)} more"
+
+
+def node_events(done: Iterable[tuple[str, Mapping[str, list[str]]]]) -> list[Event]:
+    """One Event per kind of node change, over every node changed (``done``: a node and
+    its change details by kind), not one per node and label: during a rollout of many
+    gateways Events were half of the operator's writes."""
+    by_action: dict[str, list[str]] = {}
+    for name, details in done:
+        for action, items in details.items():
+            by_action.setdefault(action, []).append(f"node {name}: {', '.join(items)}")
+    return [
+        Event("Normal", EVENT_REASONS[action], summary("", items, sep="; "))
+        for action, items in by_action.items()
+    ]
 
 
 @dataclass(frozen=True)
@@ -134,6 +151,9 @@ class Writer:
         self.clock = clock
         self.poster = Poster(kube, clock)
         self._pool = concurrent.futures.ThreadPoolExecutor(NODE_WRITERS, thread_name_prefix="node")
+        self._object_pool = concurrent.futures.ThreadPoolExecutor(
+            OBJECT_WRITERS, thread_name_prefix="object"
+        )
         #: The resourceVersion of every object as our last write left it: the watch
         #: event of our own write brings nothing new and queues no pass.
         self.written: dict[Key, str] = {}
@@ -145,21 +165,22 @@ class Writer:
     ) -> tuple[node_rules.Refusal | None, list[Event]]:
         """Apply the node changes; a refusal by the API server stops them and is returned
         (e.g. the chart's node policy does not list this gateway's keys)."""
-        # At once: a claiming pass holds the claim lock while its nodes change.
+        # At once: a claiming pass holds its nodes while they change.
         pending = [(u, self._pool.submit(self.node, u, gateway)) for u in updates]
-        events: list[Event] = []
+        done: list[tuple[str, Mapping[str, list[str]]]] = []
         refusal: node_rules.Refusal | None = None
         for update, future in pending:
             try:
-                events += future.result()
+                done.append((update.name, future.result()))
             except (ForbiddenError, InvalidError) as error:
                 refusal = refusal or node_rules.Refusal(
                     "NodeChangeDenied",
                     f"the API server refused the change to node {update.name}: {error}",
                 )
-        return refusal, events
+        return refusal, node_events(done)
 
-    def node(self, update: node_rules.NodeUpdate, gateway: str) -> list[Event]:
+    def node(self, update: node_rules.NodeUpdate, gateway: str) -> dict[str, list[str]]:
+        """Make one node's changes; returns their details by kind of change."""
         try:
             node = self.kube.patch_node(update.name, update.patch())
         except (ConflictError, NotFoundError) as changed:
@@ -170,18 +191,14 @@ class Writer:
             metrics.NODE_CHANGES.labels(gateway, change.action.lower()).inc()
             log.info("node %s: %s", update.name, change.detail)
             done.setdefault(change.action, []).append(change.detail)
-        # One Event per node and kind of change, not per label: during a rollout of many
-        # gateways Events were half of the operator's writes.
-        return [
-            Event("Normal", EVENT_REASONS[action], summary(f"node {update.name}: ", details))
-            for action, details in done.items()
-        ]
+        return done
 
     def restore(self, node: NodeFacts) -> list[Event]:
         """Put back what the record on ``node`` says, re-reading the node when it moved."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                return self.node(node_rules.restore(node), node_rules.holder(node) or "")
+                done = self.node(node_rules.restore(node), node_rules.holder(node) or "")
+                return node_events([(node.name, done)])
             except NodeMovedError as moved:
                 if isinstance(moved.cause, NotFoundError):
                     self.cache.remove(node.name)
@@ -226,32 +243,36 @@ class Writer:
     def objects(
         self, planned: WorkloadPlan, owned: Mapping[Key, Mapping[str, Any]]
     ) -> ObjectsWritten:
-        """Make the planned changes but the refused creates (``planned.conflicts``)."""
+        """Make the planned changes but the refused creates (``planned.conflicts``), a step
+        at a time and the changes of a step at once (``WorkloadPlan.steps``)."""
         after = dict(owned)
         failures: list[tuple[Key, str, str]] = []
         events: list[Event] = []
         done: dict[Action, list[str]] = {}
+        made: dict[Key, concurrent.futures.Future[dict[str, Any] | None]] = {}
+        for step in planned.steps:
+            waits = made if step.after is None else {k: made[k] for k in step.after if k in made}
+            concurrent.futures.wait(waits.values())
+            for key, change in step.changes:
+                if key not in planned.conflicts:
+                    desired = planned.desired.get(key)
+                    made[key] = self._object_pool.submit(self._change, key, change, desired)
+        # Every change has ended before an error goes up.
+        concurrent.futures.wait(made.values())
         for key, change in planned.changes:
-            if key in planned.conflicts:
+            if key not in made:
                 continue
             try:
-                if change == "Delete":
-                    after.pop(key, None)
-                    self.kube.delete_object(key.kind, key.namespace, key.name)
-                elif key.kind == "Namespace":
-                    self.kube.apply(namespace_rules.namespace(key.name))
-                else:
-                    after[key] = self._apply(change, key, planned.desired[key])
-                    self.written[key] = str(after[key]["metadata"].get("resourceVersion"))
-            except NotFoundError:
-                if change == "Delete":
-                    continue  # already gone: what we wanted
-                raise
+                written = made[key].result()
             except REFUSALS as error:
                 log.warning("%s %s refused: %s", change, key, error)
                 failures.append((key, "ApplyFailed", str(error)))
                 events.append(Event("Warning", "ApplyFailed", f"{change} {key}: {error}"))
                 continue
+            if change == "Delete":
+                after.pop(key, None)
+            elif written is not None:
+                after[key] = written
             log.info("%s %s", OBJECT_REASONS[change].lower(), key)
             done.setdefault(change, []).append(str(key))
         # One Event per kind of change in a pass ("Created ServiceAccount ns/x, ...").
@@ -260,6 +281,22 @@ class Writer:
             for change, keys in done.items()
         ]
         return ObjectsWritten(after, tuple(failures), tuple(events))
+
+    def _change(
+        self, key: Key, change: Action, obj: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """One object change; returns the object as written (None: deleted, or a Namespace)."""
+        if change == "Delete":
+            with contextlib.suppress(NotFoundError):  # already gone: what we wanted
+                self.kube.delete_object(key.kind, key.namespace, key.name)
+            return None
+        assert obj is not None
+        if key.kind == "Namespace":
+            self.kube.apply(obj)
+            return None
+        written = self._apply(change, key, obj)
+        self.written[key] = str(written["metadata"].get("resourceVersion"))
+        return written
 
     def _apply(self, change: Action, key: Key, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply; an object of a kind in workload.RECREATE whose immutable field must

@@ -18,7 +18,7 @@ from edge_operator.desired.objects import Key
 from edge_operator.facts import Facts, PodFacts, WorkloadFacts
 from edge_operator.kube import RETRY_MAX_SECONDS, backoff
 from edge_operator.reconcile import decide
-from edge_operator.write import EVENT_MESSAGE_MAX, summary
+from edge_operator.write import EVENT_MESSAGE_MAX, node_events, summary
 from tests.unit.test_nodes import facts, gateway, node, worker
 
 NS = "edge-system"
@@ -248,3 +248,43 @@ def test_event_summaries_list_every_item_or_count_the_rest_within_1000_character
     left = int(text.rsplit(" and ", 1)[1].split()[0])
     assert len(shown) + left == 100
     assert shown[0] == many[0]
+
+
+def test_node_events_are_one_per_kind_of_change_over_every_node_of_the_pass() -> None:
+    events = node_events(
+        [
+            ("a", {"Label": ['set label x="1"', 'set label y=""'], "Taint": ["add taint t"]}),
+            ("b", {"Label": ['set label x="1"']}),
+        ]
+    )
+    assert [(e.reason, e.message) for e in events] == [
+        ("NodeLabelled", 'node a: set label x="1", set label y=""; node b: set label x="1"'),
+        ("NodeTainted", "node a: add taint t"),
+    ]
+    assert node_events([]) == []
+
+
+def test_changes_are_made_in_steps_and_the_deployment_waits_only_for_what_pods_need() -> None:
+    f = three_nodes(namespace_exists=False)
+    stale = Key("ConfigMap", NS, "old")
+    f = replace(
+        f,
+        workload=replace(f.workload, owned={stale: {"kind": "ConfigMap", "metadata": {}}}),
+    )
+    planned = changes.plan(f, node_rules.decide(f))
+    steps = planned.steps
+    assert sorted(c for step in steps for c in step.changes) == sorted(planned.changes)
+    namespace, others, deployment, deletes = steps
+    assert namespace == changes.Step(((Key("Namespace", "", NS), "Create"),))
+    assert {k.kind for k, _ in others.changes} >= {"ServiceAccount", "Service", "IngressClass"}
+    assert others.after is None
+    assert deployment.changes == ((planned.deployment, "Create"),)
+    assert {k.kind for k in deployment.after or ()} == {"ServiceAccount", "ClusterRoleBinding"}
+    assert deletes == changes.Step(((stale, "Delete"),))
+    # Without a Deployment change nothing waits for it: one step of updates.
+    f = converged(three_nodes())
+    owned = dict(f.workload.owned)
+    for key in list(owned)[:2]:
+        owned[key] = {**owned[key], "metadata": {}}
+    f = replace(f, workload=replace(f.workload, owned=owned))
+    assert [len(step.changes) for step in changes.plan(f, node_rules.decide(f)).steps] == [2]

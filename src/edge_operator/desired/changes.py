@@ -42,6 +42,37 @@ class WorkloadPlan:
     service: Key
     ingress_class: str
 
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """The changes in steps. The Namespace first; then every create and update but the
+        Deployment's; the Deployment once what its pods need is there (the objects before
+        it in apply order: ServiceAccount, bindings, ConfigMap), while the others go on;
+        the deletes last. Empty steps are left out."""
+        order = [key for key, _ in self.changes]
+        cut = order.index(self.deployment) if self.deployment in order else 0
+        namespace = tuple(c for c in self.changes if c[0].kind == "Namespace")
+        deletes = tuple(c for c in self.changes if c[1] == "Delete")
+        others = tuple(c for c in self.changes if c not in namespace and c not in deletes)
+        needs = frozenset(
+            key for i, (key, _) in enumerate(self.changes) if i < cut and key.kind != "Namespace"
+        )
+        steps = (
+            Step(namespace),
+            Step(tuple(c for c in others if c[0] != self.deployment)),
+            Step(tuple(c for c in others if c[0] == self.deployment), after=needs),
+            Step(deletes),
+        )
+        return tuple(step for step in steps if step.changes)
+
+
+@dataclass(frozen=True)
+class Step:
+    """Changes made at once, once the changes of the steps before that it waits for are
+    made (``after``; None: all of them)."""
+
+    changes: tuple[tuple[Key, Action], ...]
+    after: frozenset[Key] | None = None
+
 
 def owner(facts: Facts) -> Owner:
     return Owner(facts.gateway.name, facts.gateway.uid)
