@@ -4,15 +4,17 @@ Nodes come from the cache the node watch keeps (never listed per pass); the othe
 gateways from the gateway watch when the operator runs (``edge-operator plan``, which
 has no watch, lists them); everything else is read here, as few requests as the
 facts allow: the owned objects by label, an object by name only when it is missing.
+Reads that do not depend on each other are made at once (a pool shared by the passes).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from edge_operator import names
 from edge_operator.desired import changes
@@ -29,6 +31,10 @@ from edge_operator.facts import (
     WorkloadFacts,
 )
 from edge_operator.kube import Kube, NotFoundError
+
+T = TypeVar("T")
+#: Reads of the passes made at once, every pass together.
+READERS = 16
 
 
 def utcnow() -> str:
@@ -83,6 +89,7 @@ class Gatherer:
         #: The latest load-balancer health probes of a gateway's nodes (None: probing off).
         self.lb_health = lb_health
         self.clock = clock
+        self._readers = concurrent.futures.ThreadPoolExecutor(READERS, thread_name_prefix="read")
 
     def gateway(self, name: str) -> dict[str, Any] | None:
         """The gateway as the API has it now (its status is what the pass merges into)."""
@@ -95,25 +102,32 @@ class Gatherer:
         """Every fact one pass of ``gw`` (with a valid spec) decides on."""
         spec = gw.spec
         assert spec is not None
+        # The reads are independent: made at once, a pass waits for the slowest, not the sum.
         daemonsets = (
-            tuple(DaemonSetFacts.from_api(d) for d in self.kube.list_daemonsets())
-            if node_rules.desired_taint(spec)
-            else ()
+            self._read(self.kube.list_daemonsets) if node_rules.desired_taint(spec) else None
         )
-        pods = self.kube.list_pods(spec.controller.namespace, f"{names.GATEWAY_LABEL}={gw.name}")
+        pods = self._read(
+            self.kube.list_pods, spec.controller.namespace, f"{names.GATEWAY_LABEL}={gw.name}"
+        )
+        workload = self._workload(gw)
         ours = workload_rules.controller_pods(
-            (PodFacts.from_api(p) for p in pods), names.workload_name(gw.name)
+            (PodFacts.from_api(p) for p in pods.result()), names.workload_name(gw.name)
         )
         return Facts(
             gateway=gw,
             others=self._others(gw.name),
             nodes=self.cache.snapshot(),
-            daemonsets=daemonsets,
+            daemonsets=tuple(DaemonSetFacts.from_api(d) for d in daemonsets.result())
+            if daemonsets is not None
+            else (),
             controller_pods=tuple(ours),
             now=self.clock(),
             lb_health=self.lb_health(gw.name) if self.lb_health else None,
-            workload=self._workload(gw),
+            workload=workload,
         )
+
+    def _read(self, read: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        return self._readers.submit(read, *args)
 
     def refresh_nodes(self, facts: Facts) -> Facts:
         """``facts`` with the newest nodes and other gateways: what claims are decided on."""
@@ -130,39 +144,62 @@ class Gatherer:
         assert gw.spec is not None
         owner = Owner(gw.name, gw.uid)
         ns = gw.spec.controller.namespace
+        selector = f"{names.GATEWAY_LABEL}={gw.name}"
+        listed = [
+            self._read(self.kube.list_objects, kind, selector)
+            for kind in workload_rules.OWNED_KINDS
+        ]
+        keys, roles = changes.expected(owner, gw.spec)
+        # A missing provider role is a warning on the status: the watch cache answers.
+        role_exists = [self._read(self._exists, Key("ClusterRole", "", r), True) for r in roles]
         owned: dict[Key, Mapping[str, Any]] = {}
         labelled: set[Key] = set()  # with the label, without the ownerReference
-        for kind in workload_rules.OWNED_KINDS:
-            for obj in self.kube.list_objects(kind, f"{names.GATEWAY_LABEL}={gw.name}"):
+        for objects in listed:
+            for obj in objects.result():
                 if owner.owns(obj):
                     owned[Key.of(obj)] = obj
                 else:
                     labelled.add(Key.of(obj))
-        keys, roles = changes.expected(owner, gw.spec)
         # Objects of ours in the namespace prove it exists; only otherwise ask.
         namespace_exists = any(k.namespace == ns for k in owned) or self._exists(
             Key("Namespace", "", ns)
         )
+        # A name is looked up only while our object of that name is missing (the lists may
+        # be a moment behind: the lookup finds an object of ours just made).
+        lookups = {
+            key: self._read(self._lookup, key)
+            for key in keys
+            if key not in owned and (namespace_exists or not key.namespace) and key not in labelled
+        }
+        foreign = {key for key in keys if key in labelled and key not in owned}
+        for key, lookup in lookups.items():
+            if (found := lookup.result()) is None:
+                continue
+            if owner.owns(found):
+                owned[key] = found
+            else:
+                foreign.add(key)
         deployment = owned.get(Key("Deployment", ns, names.workload_name(gw.name)))
         return WorkloadFacts(
             owned=owned,
             autoscaled_replicas=self._autoscaled(deployment),
             namespace_exists=namespace_exists,
-            # A name is looked up only while our object of that name is missing.
-            foreign=frozenset(
-                key
-                for key in keys
-                if key not in owned
-                and (namespace_exists or not key.namespace)
-                and (key in labelled or self._exists(key))
-            ),
+            foreign=frozenset(foreign),
             strangers=tuple(sorted(labelled - set(keys), key=str)),
-            missing_roles=tuple(r for r in roles if not self._exists(Key("ClusterRole", "", r))),
+            missing_roles=tuple(
+                r for r, exists in zip(roles, role_exists, strict=True) if not exists.result()
+            ),
         )
 
-    def _exists(self, key: Key) -> bool:
+    def _lookup(self, key: Key) -> dict[str, Any] | None:
         try:
-            self.kube.get_object(key.kind, key.namespace, key.name)
+            return self.kube.get_object(key.kind, key.namespace, key.name)
+        except NotFoundError:
+            return None
+
+    def _exists(self, key: Key, cached: bool = False) -> bool:
+        try:
+            self.kube.get_object(key.kind, key.namespace, key.name, cached=cached)
         except NotFoundError:
             return False
         return True

@@ -37,8 +37,16 @@ APPLY_PATCH = "application/apply-patch+yaml"
 PAGE_SIZE = 500
 #: Failed API work (a pass, a watch) is tried again after 1, 2, 4, ... s, at most this long.
 RETRY_MAX_SECONDS = 30.0
-#: Connections kept to the API server (the client's default is 5 per CPU).
-POOL_SIZE = 32
+#: Connections kept to the API server (the client's default is 5 per CPU): passes,
+#: their object and node writers and the watches together.
+POOL_SIZE = 64
+#: The query of a list answered from the API server's watch cache, at once and without
+#: a read of etcd, possibly a moment behind it. The passes list this way: what they
+#: write is an idempotent apply, a change they have not seen yet comes with its watch
+#: event (which queues another pass), and a missing object is looked up by name (a GET
+#: reads etcd) before anything is created. Under a burst of passes the consistent lists
+#: were most of the API server's work.
+CACHED = {"resourceVersion": "0"}
 #: How long one watch request lasts before the server ends it (and it is made again).
 WATCH_SECONDS = 300
 
@@ -431,7 +439,7 @@ class Kube(Client):
     # --- what the node decisions read ------------------------------------------------------
 
     def list_daemonsets(self) -> list[dict[str, Any]]:
-        return list(self._request("GET", KINDS["DaemonSet"].path()).get("items", []))
+        return list(self._request("GET", KINDS["DaemonSet"].path(), CACHED).get("items", []))
 
     def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         return self.list_objects("Pod", label_selector, namespace=namespace)
@@ -450,14 +458,18 @@ class Kube(Client):
 
     # --- any kind the operator manages (see KINDS) -----------------------------------------
 
-    def get_object(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        return self._request("GET", KINDS[kind].path(namespace, name))
+    def get_object(
+        self, kind: str, namespace: str, name: str, *, cached: bool = False
+    ) -> dict[str, Any]:
+        """The object; with ``cached``, from the API server's watch cache (see CACHED)."""
+        return self._request("GET", KINDS[kind].path(namespace, name), CACHED if cached else None)
 
     def list_objects(
         self, kind: str, label_selector: str, namespace: str = ""
     ) -> list[dict[str, Any]]:
-        """Objects of the kind the selector matches, in one namespace or all of them."""
-        query = {"labelSelector": label_selector} if label_selector else {}
+        """Objects of the kind the selector matches, in one namespace or all of them, from
+        the API server's watch cache (see CACHED)."""
+        query = {**CACHED, "labelSelector": label_selector} if label_selector else CACHED
         listing = self._request("GET", KINDS[kind].path(namespace), query)
         items = listing.get("items") or []
         # List items carry no apiVersion/kind; put them back so they read like a GET.
