@@ -4,7 +4,11 @@ Nodes come from the cache the node watch keeps (never listed per pass); the othe
 gateways from the gateway watch when the operator runs (``edge-operator plan``, which
 has no watch, lists them); everything else is read here, as few requests as the
 facts allow: the owned objects by label, an object by name only when it is missing.
-Reads that do not depend on each other are made at once (a pool shared by the passes).
+Reads that do not depend on each other are made at once (a pool shared by the passes),
+and all of them come from the API server's watch cache (kube.CACHED): a pass that reads
+a moment behind makes idempotent applies, and the watch event of what it missed queues
+another pass. The gateway itself is read from etcd: its status is what the pass merges
+into.
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ from edge_operator.facts import (
     WorkloadFacts,
 )
 from edge_operator.kube import Kube, NotFoundError
+from edge_operator.pools import Pool
 
 T = TypeVar("T")
 #: Reads of the passes made at once, every pass together.
-READERS = 16
+READERS = 32
 
 
 def utcnow() -> str:
@@ -89,7 +94,7 @@ class Gatherer:
         #: The latest load-balancer health probes of a gateway's nodes (None: probing off).
         self.lb_health = lb_health
         self.clock = clock
-        self._readers = concurrent.futures.ThreadPoolExecutor(READERS, thread_name_prefix="read")
+        self.readers = Pool(READERS, "read")
 
     def gateway(self, name: str) -> dict[str, Any] | None:
         """The gateway as the API has it now (its status is what the pass merges into)."""
@@ -127,7 +132,7 @@ class Gatherer:
         )
 
     def _read(self, read: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
-        return self._readers.submit(read, *args)
+        return self.readers.submit(read, *args)
 
     def refresh_nodes(self, facts: Facts) -> Facts:
         """``facts`` with the newest nodes and other gateways: what claims are decided on."""
@@ -150,7 +155,6 @@ class Gatherer:
             for kind in workload_rules.OWNED_KINDS
         ]
         keys, roles = changes.expected(owner, gw.spec)
-        # A missing provider role is a warning on the status: the watch cache answers.
         role_exists = [self._read(self._exists, Key("ClusterRole", "", r), True) for r in roles]
         owned: dict[Key, Mapping[str, Any]] = {}
         labelled: set[Key] = set()  # with the label, without the ownerReference
@@ -162,7 +166,7 @@ class Gatherer:
                     labelled.add(Key.of(obj))
         # Objects of ours in the namespace prove it exists; only otherwise ask.
         namespace_exists = any(k.namespace == ns for k in owned) or self._exists(
-            Key("Namespace", "", ns)
+            Key("Namespace", "", ns), cached=True
         )
         # A name is looked up only while our object of that name is missing (the lists may
         # be a moment behind: the lookup finds an object of ours just made).
@@ -193,7 +197,7 @@ class Gatherer:
 
     def _lookup(self, key: Key) -> dict[str, Any] | None:
         try:
-            return self.kube.get_object(key.kind, key.namespace, key.name)
+            return self.kube.get_object(key.kind, key.namespace, key.name, cached=True)
         except NotFoundError:
             return None
 

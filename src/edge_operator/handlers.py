@@ -24,7 +24,6 @@ Importing this module registers the handlers with kopf's default registry.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import gc
 import logging
 import os
@@ -41,6 +40,7 @@ from edge_operator.facts import GatewayFacts, NodeFacts, is_true
 from edge_operator.gather import NodeCache
 from edge_operator.kube import KINDS, Kube, KubeError, backoff
 from edge_operator.nodewatch import NodeWatch
+from edge_operator.pools import Pool
 from edge_operator.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ WATCHED = (*OWNED_RESOURCES, ("", "v1", "pods"))
 #: Passes of different gateways running at once: a pass mostly waits for the API
 #: server, so converging many gateways at once is bound by its answers, not our CPU.
 PARALLEL_PASSES = 32
+#: A burst of passes is over when no pass has started for this long.
+QUIET_SECONDS = 1.0
 #: Node events closer together than this are handled in one pass.
 DEBOUNCE_SECONDS = 0.2
 #: Probe every edge node's load-balancer health check ("off": operator flag
@@ -91,6 +93,10 @@ class Runtime:
         )
         self.pending: set[str] = set()
         self.running: set[str] = set()
+        #: Passes started so far: a burst is over when none starts for QUIET_SECONDS.
+        self.started = 0
+        # Threads of their own: asyncio's default pool has only CPUs + 4.
+        self.pool = Pool(PARALLEL_PASSES, "pass")
         self.failures: dict[str, int] = {}
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -148,8 +154,6 @@ class Runtime:
     async def work(self) -> None:
         """Run queued passes, up to PARALLEL_PASSES at once and one per gateway."""
         slots = asyncio.Semaphore(PARALLEL_PASSES)
-        # Threads of their own: asyncio's default pool has only CPUs + 4.
-        pool = concurrent.futures.ThreadPoolExecutor(PARALLEL_PASSES, thread_name_prefix="pass")
         while True:
             await self.wake.wait()
             self.wake.clear()
@@ -157,18 +161,16 @@ class Runtime:
             ready = sorted(self.pending - self.running)
             self.pending -= set(ready)
             for name in ready:
+                self.started += 1
                 self.running.add(name)
-                task = asyncio.create_task(self._run(name, slots, pool))
+                task = asyncio.create_task(self._run(name, slots))
                 self.passes.add(task)
                 task.add_done_callback(self.passes.discard)
 
-    async def _run(
-        self, name: str, slots: asyncio.Semaphore, pool: concurrent.futures.Executor
-    ) -> None:
+    async def _run(self, name: str, slots: asyncio.Semaphore) -> None:
         try:
             async with slots:
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(pool, self.reconciler.reconcile, name)
+                await asyncio.wrap_future(self.pool.submit(self.reconciler.reconcile, name))
             self.failures.pop(name, None)
         except Exception:
             failures = self.failures[name] = self.failures.get(name, 0) + 1
@@ -180,7 +182,21 @@ class Runtime:
             if name in self.pending:
                 self.wake.set()  # changed while its pass ran
             elif not self.running and not self.pending:
-                memory.trim()  # the burst of passes is over: hand its free pages back
+                started = self.started
+                asyncio.get_running_loop().call_later(QUIET_SECONDS, self._burst_over, started)
+
+    def _burst_over(self, started: int) -> None:
+        """No pass has started for QUIET_SECONDS: end the burst's threads and idle
+        connections, then hand its free pages back (in a thread: joining takes a moment)."""
+        if self.started == started and not self.running and not self.pending:
+            task = asyncio.create_task(asyncio.to_thread(self._end_burst))
+            self.passes.add(task)
+            task.add_done_callback(self.passes.discard)
+
+    def _end_burst(self) -> None:
+        self.pool.idle(wait=True)
+        self.reconciler.idle()
+        memory.trim()
 
     async def resync(self) -> None:
         """A full pass of every gateway every RESYNC_SECONDS, changes or not."""

@@ -40,12 +40,13 @@ RETRY_MAX_SECONDS = 30.0
 #: Connections kept to the API server (the client's default is 5 per CPU): passes,
 #: their object and node writers and the watches together.
 POOL_SIZE = 64
-#: The query of a list answered from the API server's watch cache, at once and without
-#: a read of etcd, possibly a moment behind it. The passes list this way: what they
-#: write is an idempotent apply, a change they have not seen yet comes with its watch
-#: event (which queues another pass), and a missing object is looked up by name (a GET
-#: reads etcd) before anything is created. Under a burst of passes the consistent lists
-#: were most of the API server's work.
+#: The query of a read answered from the API server's watch cache, at once and without
+#: a read of etcd, possibly a moment behind it. The passes read this way (all but the
+#: gateway): what they write is an idempotent apply, and a change they have not seen yet
+#: comes with its watch event, which queues another pass. (A foreign object created just
+#: before our create is taken over either way: a read from etcd would narrow that
+#: window, not close it.) Under a burst of passes the consistent reads were most of the
+#: API server's work.
 CACHED = {"resourceVersion": "0"}
 #: How long one watch request lasts before the server ends it (and it is made again).
 WATCH_SECONDS = 300
@@ -249,6 +250,11 @@ class Client:
                 client_configuration=configuration,
             )
         return cls(client.ApiClient(configuration))
+
+    def close_idle(self) -> None:
+        """Close the pooled connections no request is using (a burst of passes opens many);
+        the next requests open new ones."""
+        self.api.rest_client.pool_manager.clear()
 
     def _request(
         self,

@@ -221,6 +221,12 @@ class Reconciler:
         )
         return status_rules.gateway_status(facts, decision.nodes, True, workload)
 
+    def idle(self) -> None:
+        """No pass runs or waits: end the burst's threads and close its idle connections."""
+        for pool in (self.gather.readers, self.write.node_pool, self.write.object_pool):
+            pool.idle(wait=True)
+        self.write.kube.close_idle()
+
     # --- the preview ------------------------------------------------------------------------
 
     def plan(self, obj: Mapping[str, Any]) -> Preview:

@@ -36,13 +36,14 @@ from edge_operator.kube import (
     NotFoundError,
     ThrottledError,
 )
+from edge_operator.pools import Pool
 
 log = logging.getLogger(__name__)
 
 #: Attempts at a node change when the node changed under it (resourceVersion conflict).
 ATTEMPTS = 3
-#: Node patches of one pass made at once.
-NODE_WRITERS = 8
+#: Node patches made at once, by every pass together.
+NODE_WRITERS = 32
 #: Object changes made at once, by every pass together (a LoadBalancer Service's
 #: create waits seconds for its node ports while many are made).
 OBJECT_WRITERS = 64
@@ -150,10 +151,8 @@ class Writer:
         self.cache = cache
         self.clock = clock
         self.poster = Poster(kube, clock)
-        self._pool = concurrent.futures.ThreadPoolExecutor(NODE_WRITERS, thread_name_prefix="node")
-        self._object_pool = concurrent.futures.ThreadPoolExecutor(
-            OBJECT_WRITERS, thread_name_prefix="object"
-        )
+        self.node_pool = Pool(NODE_WRITERS, "node")
+        self.object_pool = Pool(OBJECT_WRITERS, "object")
         #: The resourceVersion of every object as our last write left it: the watch
         #: event of our own write brings nothing new and queues no pass.
         self.written: dict[Key, str] = {}
@@ -166,7 +165,7 @@ class Writer:
         """Apply the node changes; a refusal by the API server stops them and is returned
         (e.g. the chart's node policy does not list this gateway's keys)."""
         # At once: a claiming pass holds its nodes while they change.
-        pending = [(u, self._pool.submit(self.node, u, gateway)) for u in updates]
+        pending = [(u, self.node_pool.submit(self.node, u, gateway)) for u in updates]
         done: list[tuple[str, Mapping[str, list[str]]]] = []
         refusal: node_rules.Refusal | None = None
         for update, future in pending:
@@ -243,8 +242,9 @@ class Writer:
     def objects(
         self, planned: WorkloadPlan, owned: Mapping[Key, Mapping[str, Any]]
     ) -> ObjectsWritten:
-        """Make the planned changes but the refused creates (``planned.conflicts``), a step
-        at a time and the changes of a step at once (``WorkloadPlan.steps``)."""
+        """Make the planned changes but the refused creates (``planned.conflicts``), at once
+        in the steps of ``WorkloadPlan.steps``: a step starts once the changes it waits for
+        are made, while the others go on."""
         after = dict(owned)
         failures: list[tuple[Key, str, str]] = []
         events: list[Event] = []
@@ -256,7 +256,7 @@ class Writer:
             for key, change in step.changes:
                 if key not in planned.conflicts:
                     desired = planned.desired.get(key)
-                    made[key] = self._object_pool.submit(self._change, key, change, desired)
+                    made[key] = self.object_pool.submit(self._change, key, change, desired)
         # Every change has ended before an error goes up.
         concurrent.futures.wait(made.values())
         for key, change in planned.changes:
