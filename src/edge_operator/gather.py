@@ -155,7 +155,7 @@ class Gatherer:
             for kind in workload_rules.OWNED_KINDS
         ]
         keys, roles = changes.expected(owner, gw.spec)
-        role_exists = [self._read(self._exists, Key("ClusterRole", "", r), True) for r in roles]
+        role_exists = [self._read(self._exists, Key("ClusterRole", "", r)) for r in roles]
         owned: dict[Key, Mapping[str, Any]] = {}
         labelled: set[Key] = set()  # with the label, without the ownerReference
         for objects in listed:
@@ -166,7 +166,7 @@ class Gatherer:
                     labelled.add(Key.of(obj))
         # Objects of ours in the namespace prove it exists; only otherwise ask.
         namespace_exists = any(k.namespace == ns for k in owned) or self._exists(
-            Key("Namespace", "", ns), cached=True
+            Key("Namespace", "", ns)
         )
         # A name is looked up only while our object of that name is missing (the lists may
         # be a moment behind: the lookup finds an object of ours just made).
@@ -175,7 +175,7 @@ class Gatherer:
             for key in keys
             if key not in owned and (namespace_exists or not key.namespace) and key not in labelled
         }
-        foreign = {key for key in keys if key in labelled and key not in owned}
+        foreign = labelled.intersection(keys)
         for key, lookup in lookups.items():
             if (found := lookup.result()) is None:
                 continue
@@ -201,12 +201,8 @@ class Gatherer:
         except NotFoundError:
             return None
 
-    def _exists(self, key: Key, cached: bool = False) -> bool:
-        try:
-            self.kube.get_object(key.kind, key.namespace, key.name, cached=cached)
-        except NotFoundError:
-            return False
-        return True
+    def _exists(self, key: Key) -> bool:
+        return self._lookup(key) is not None
 
     def _autoscaled(self, deployment: Mapping[str, Any] | None) -> int | None:
         """The Deployment's replicas when a HorizontalPodAutoscaler targets it, else None."""
