@@ -57,34 +57,48 @@ OBJECT_REASONS: dict[Action, str] = {"Create": "Created", "Update": "Updated", "
 EVENT_MESSAGE_MAX = 1000
 
 
-def summary(prefix: str, items: list[str], sep: str = ", ") -> str:
-    """``prefix`` and the items, ``sep``-separated, cut to EVENT_MESSAGE_MAX with a count
+def summary(prefix: str, items: list[str]) -> str:
+    """``prefix`` and the items, comma-separated, cut to EVENT_MESSAGE_MAX with a count
     of the items left out."""
-    text = prefix + sep.join(items)
+    text = prefix + ", ".join(items)
     if len(text) <= EVENT_MESSAGE_MAX:
         return text
     shown: list[str] = []
     for item in items:
         left = len(items) - len(shown) - 1
-        candidate = prefix + sep.join([*shown, item]) + f" and {left} more"
+        candidate = prefix + ", ".join([*shown, item]) + f" and {left} more"
         if len(candidate) > EVENT_MESSAGE_MAX:
             break
         shown.append(item)
-    return prefix + sep.join(shown) + f" and {len(items) - len(shown)} more"
+    return prefix + ", ".join(shown) + f" and {len(items) - len(shown)} more"
 
 
 def node_events(done: Iterable[tuple[str, Mapping[str, list[str]]]]) -> list[Event]:
-    """One Event per kind of node change, over every node changed (``done``: a node and
-    its change details by kind), not one per node and label: during a rollout of many
-    gateways Events were half of the operator's writes."""
+    """Events for the node changes of a pass (``done``: a node and its change details by
+    kind): one per kind of change over the nodes, not one per node and label (during a
+    rollout of many gateways Events were half of the operator's writes). Every node is
+    named: a kind whose nodes do not fit in one message gets as many Events as it needs."""
     by_action: dict[str, list[str]] = {}
     for name, details in done:
         for action, items in details.items():
-            by_action.setdefault(action, []).append(f"node {name}: {', '.join(items)}")
+            by_action.setdefault(action, []).append(summary(f"node {name}: ", items))
     return [
-        Event("Normal", EVENT_REASONS[action], summary("", items, sep="; "))
-        for action, items in by_action.items()
+        Event("Normal", EVENT_REASONS[action], message)
+        for action, entries in by_action.items()
+        for message in _packed(entries, "; ")
     ]
+
+
+def _packed(entries: list[str], sep: str) -> list[str]:
+    """``entries`` joined by ``sep`` into as few messages of at most EVENT_MESSAGE_MAX as
+    they fit in (each entry is at most that long already)."""
+    messages: list[str] = []
+    for entry in entries:
+        if messages and len(messages[-1]) + len(sep) + len(entry) <= EVENT_MESSAGE_MAX:
+            messages[-1] += sep + entry
+        else:
+            messages.append(entry)
+    return messages
 
 
 @dataclass(frozen=True)

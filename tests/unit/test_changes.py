@@ -262,6 +262,16 @@ def test_node_events_are_one_per_kind_of_change_over_every_node_of_the_pass() ->
         ("NodeTainted", "node a: add taint t"),
     ]
     assert node_events([]) == []
+    # A rollout of many nodes: every node named, no message over the limit.
+    many = [
+        (f"edge-node-{i:03}", {"Label": ['set label a="1"', 'set label b=""']}) for i in range(40)
+    ]
+    events = node_events(many)
+    assert len(events) > 1
+    assert all(e.reason == "NodeLabelled" and len(e.message) <= EVENT_MESSAGE_MAX for e in events)
+    text = "; ".join(e.message for e in events)
+    assert all(f"node {name}: " in text for name, _ in many)
+    assert " more" not in text
 
 
 def test_changes_are_made_in_steps_and_the_deployment_waits_only_for_what_pods_need() -> None:
