@@ -132,6 +132,8 @@ VALID: list[Case] = [
         "proxy-protocol",
         merged({"clientIP": {"mode": "ProxyProtocol", "trustedCIDRs": ["10.0.0.0/8"]}}),
     ),
+    Case("remove-headers-none", merged({"clientIP": {"removeHeaders": []}})),
+    Case("remove-headers", merged({"clientIP": {"removeHeaders": ["CF-Connecting-IP"]}})),
     Case("source-ranges", merged({"service": {"loadBalancerSourceRanges": ["0.0.0.0/0"]}})),
     Case("ports", merged({"service": {"ports": {"http": 8080, "https": 8443}}})),
     Case(
@@ -277,6 +279,19 @@ INVALID: list[Case] = [
         {"clientIP": {"mode": "XForwardedFor", "trustedCIDRs": ["203.0.113.7"]}},
         api.IS_CIDR.message,
         field="spec.clientIP.trustedCIDRs[0]",
+    ),
+    invalid(
+        "remove-header-managed",
+        {"clientIP": {"removeHeaders": ["True-Client-IP", "x-real-ip"]}},
+        api.NOT_A_MANAGED_HEADER.message,
+        field="spec.clientIP.removeHeaders[1]",
+    ),
+    invalid(
+        "remove-header-not-a-name",
+        {"clientIP": {"removeHeaders": ["X_Client_IP"]}},
+        model="should match pattern",
+        server="should match",
+        field="spec.clientIP.removeHeaders[0]",
     ),
     invalid(
         "source-range-not-cidr",

@@ -105,6 +105,38 @@ SELECTOR_VALUES = CelRule(
     "(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)",
     "matchExpressions: operators In and NotIn need values; Exists and DoesNotExist take none",
 )
+#: What clientIP.mode decides: the forwarded-address, scheme, host and port headers that
+#: every provider removes from untrusted peers and sets itself, and RFC 7239 Forwarded.
+MANAGED_HEADER = r"(?i)^(x-forwarded-(for|proto|host|port)|x-real-ip|forwarded)$"
+NOT_A_MANAGED_HEADER = CelRule(
+    f"!self.matches('{MANAGED_HEADER}')",
+    "clientIP.removeHeaders cannot name X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host,"
+    " X-Forwarded-Port, X-Real-Ip or Forwarded: clientIP.mode decides those",
+)
+#: An HTTP field name that aliases no other: letters, digits and '-' (names with '_' or
+#: '.' are removed on every request anyway, see ClientIP.remove_headers).
+HEADER_NAME = r"^[A-Za-z0-9][-A-Za-z0-9]*$"
+#: Client-address headers that backends, frameworks and CDNs read, none of them set by
+#: the providers: a client could put any address in them.
+DEFAULT_REMOVE_HEADERS = (
+    "True-Client-IP",
+    "X-Client-IP",
+    "CF-Connecting-IP",
+    "CF-Connecting-IPv6",
+    "Fastly-Client-IP",
+    "X-Cluster-Client-IP",
+    "X-Original-Forwarded-For",
+    "X-Forwarded",
+    "Forwarded-For",
+    "Client-IP",
+    "X-Originating-IP",
+    "X-Remote-IP",
+    "X-Remote-Addr",
+    "X-ProxyUser-IP",
+    "X-Envoy-External-Address",
+    "X-Azure-ClientIP",
+    "X-Azure-SocketIP",
+)
 PORTS_DIFFER = CelRule(
     "self.http != self.https",
     "service.ports.http and service.ports.https must differ",
@@ -143,6 +175,19 @@ Quantity = Annotated[
             "x-kubernetes-int-or-string": True,
         }
     ),
+]
+
+
+def _check_header(value: str) -> str:
+    if re.match(MANAGED_HEADER, value):
+        raise ValueError(f"{value!r}: {NOT_A_MANAGED_HEADER.message}")
+    return value
+
+
+HeaderName = Annotated[
+    str,
+    Field(pattern=HEADER_NAME, max_length=64, json_schema_extra=validations(NOT_A_MANAGED_HEADER)),
+    AfterValidator(_check_header),
 ]
 LabelKey = Annotated[str, Field(pattern=QUALIFIED_NAME, max_length=MAX_QUALIFIED_NAME)]
 LabelValue = Annotated[str, Field(pattern=LABEL_VALUE, max_length=63)]
@@ -432,17 +477,28 @@ class ClientIP(Model):
     mode: Literal["Direct", "XForwardedFor", "ProxyProtocol"] = Field(
         default="Direct",
         description=(
-            "Direct: the peer address is the client (needs externalTrafficPolicy Local); no"
-            " forwarded header is trusted: X-Forwarded-For and X-Real-IP become the peer,"
-            " X-Forwarded-Proto/-Host/-Port come from the connection."
-            " XForwardedFor: the client address is taken from X-Forwarded-For only when the"
-            " peer is in trustedCIDRs (a CDN or L7 load balancer). Traefik keeps"
-            " X-Forwarded-Proto/-Host/-Port from those peers too; ingress-nginx cannot"
-            " limit those three to trustedCIDRs, so it trusts them from no peer and sets"
-            " them from the connection (behind a CDN that terminates TLS, backends see the"
-            " scheme of the CDN's connection to the gateway)."
+            "The rule, for every mode and provider: from a peer outside trustedCIDRs no"
+            " client-address header survives. Backends get one truthful client address in"
+            " X-Forwarded-For (the chain as trusted peers sent it, the peer appended: the"
+            " client is its rightmost entry outside trustedCIDRs), X-Real-Ip either that"
+            " client or absent, never a Forwarded header, scheme/host/port headers from the"
+            " connection or a trusted peer, no aliased spelling (X_Forwarded_For,"
+            " X.Forwarded.For) and none of removeHeaders."
+            " Direct: the peer address is the client (needs externalTrafficPolicy Local);"
+            " X-Forwarded-For and X-Real-Ip are the peer, X-Forwarded-Proto/-Host/-Port come"
+            " from the connection."
+            " XForwardedFor: the X-Forwarded-For chain is kept only from peers in"
+            " trustedCIDRs (a CDN or L7 load balancer); from others, as Direct. Traefik keeps"
+            " X-Forwarded-Proto/-Host/-Port from those peers too, and removes X-Real-Ip from"
+            " every request (it would keep a trusted peer's X-Real-Ip as sent, which the"
+            " client may have forged through the CDN): backends take the client from"
+            " X-Forwarded-For. ingress-nginx sets X-Real-Ip to the computed client, but cannot"
+            " limit the forwarded scheme/host/port to trustedCIDRs, so it trusts them from no"
+            " peer and sets them from the connection (behind a CDN that terminates TLS,"
+            " backends see the scheme of the CDN's connection to the gateway)."
             " ProxyProtocol: the load balancer speaks PROXY protocol; the address in the"
-            " header is believed only from trustedCIDRs. ingress-nginx then needs the header"
+            " header is believed only from trustedCIDRs and is then the client, as in Direct."
+            " ingress-nginx then needs the header"
             " on every connection: an in-cluster client that connects to the load"
             " balancer's address is sent straight to the pods by kube-proxy, without the"
             " header, and fails, unless the platform sets the Service's"
@@ -459,6 +515,25 @@ class ClientIP(Model):
         description=(
             "Sources trusted to report the client address. Required for XForwardedFor and"
             " ProxyProtocol; ignored for Direct."
+        ),
+    )
+    remove_headers: list[HeaderName] = Field(
+        default_factory=lambda: list(DEFAULT_REMOVE_HEADERS),
+        max_length=64,
+        json_schema_extra={"default": list(DEFAULT_REMOVE_HEADERS)},
+        description=(
+            "Other client-address headers, which no provider sets, removed from every"
+            " request before it is routed (names are case-insensitive; every duplicate line"
+            " goes). The default lists those that backends, frameworks and CDNs read:"
+            f" {', '.join(DEFAULT_REMOVE_HEADERS)}. [] removes none of them. Whatever this"
+            " says, backends never get a header whose name aliases another (one with '_' or"
+            " '.', such as X_Forwarded_For or X.Forwarded.For, which CGI, PHP, WSGI and nginx"
+            " read as X-Forwarded-For), nor the RFC 7239 Forwarded header, which no provider"
+            " can rewrite to the truth here; X-Forwarded-For, X-Real-Ip and X-Forwarded-Proto,"
+            " -Host, -Port follow mode. Traefik removes these headers from every peer, trusted"
+            " ones included: to keep one that a trusted CDN sets (e.g. CF-Connecting-IP),"
+            " leave it out of this list and let only the CDN reach the load balancer"
+            " (service.loadBalancerSourceRanges)."
         ),
     )
 
@@ -488,10 +563,14 @@ class Rollout(Model):
 
     load_balancer_health_check: LoadBalancerHealthCheck = section(
         LoadBalancerHealthCheck,
-        "The load balancer's health check. The pods' preStop delay and the Deployment's"
-        " minReadySeconds are both intervalSeconds x (unhealthyThreshold + 1), the time the"
-        " load balancer needs to notice a node's change of health, so no node drops"
-        " traffic during a rollout.",
+        "The load balancer's health check, as configured on the load balancer (set it"
+        " to what the cloud's load balancer really does). The Deployment's minReadySeconds"
+        " is intervalSeconds x (unhealthyThreshold + 1), the time the load balancer needs"
+        " to notice a node's change of health; the pods' preStop delay is that plus one"
+        " interval, in which a leaving pod closes its keep-alive connections: the"
+        " controller answers 'Connection: close' (HTTP/2: GOAWAY) to any request on a"
+        " connection older than intervalSeconds, so none is cut while a request is on its"
+        " way. No node drops traffic during a rollout or a drain.",
     )
     shutdown_grace_seconds: int = Field(
         default=60,
@@ -509,6 +588,13 @@ class Rollout(Model):
             f" {SHUTDOWN_GRACE_MAX_SECONDS}."
         ),
     )
+
+    @property
+    def keep_alive_max_seconds(self) -> int:
+        """Age after which a controller closes a keep-alive connection, with the response
+        to its next request: one health-check interval. The preStop delay adds it, so a
+        leaving pod has closed every busy connection cleanly before it stops."""
+        return self.load_balancer_health_check.interval_seconds
 
     @property
     def connection_grace_seconds(self) -> int:

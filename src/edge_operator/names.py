@@ -60,6 +60,8 @@ COMPONENT_CONTROLLER: Final = "controller"
 TEMPLATE_HASH_LABEL: Final = f"{GROUP}/template-hash"
 #: Hash of everything the operator applied to an object; a change means "apply again".
 APPLIED_HASH_ANNOTATION: Final = f"{GROUP}/applied-hash"
+#: On the controller pod template: the hash of the ConfigMap it mounts.
+CONFIG_HASH_ANNOTATION: Final = f"{GROUP}/config-hash"
 #: Marks the cluster's default IngressClass.
 DEFAULT_CLASS_ANNOTATION: Final = "ingressclass.kubernetes.io/is-default-class"
 

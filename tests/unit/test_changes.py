@@ -289,7 +289,12 @@ def test_changes_are_made_in_steps_and_the_deployment_waits_only_for_what_pods_n
     assert {k.kind for k, _ in others.changes} >= {"ServiceAccount", "Service", "IngressClass"}
     assert others.after is None
     assert deployment.changes == ((planned.deployment, "Create"),)
-    assert {k.kind for k in deployment.after or ()} == {"ServiceAccount", "ClusterRoleBinding"}
+    # Traefik reads its ConfigMap as a file: the pods need it there when they start.
+    assert {k.kind for k in deployment.after or ()} == {
+        "ServiceAccount",
+        "ClusterRoleBinding",
+        "ConfigMap",
+    }
     assert deletes == changes.Step(((stale, "Delete"),))
     # Without a Deployment change nothing waits for it: one step of updates.
     f = converged(three_nodes())

@@ -70,7 +70,11 @@ def test_defaults_enums_and_rules_are_carried() -> None:
     nodes = spec["nodes"]["properties"]
     assert nodes["roleLabel"]["default"] == "node-role.kubernetes.io/edge"
     assert nodes["taint"]["default"] == {"value": "", "effect": "NoSchedule"}
-    assert spec["clientIP"]["default"] == {"mode": "Direct", "trustedCIDRs": []}
+    assert spec["clientIP"]["default"] == {
+        "mode": "Direct",
+        "trustedCIDRs": [],
+        "removeHeaders": list(api.DEFAULT_REMOVE_HEADERS),
+    }
     assert spec["service"]["properties"]["ports"]["default"] == {"http": 80, "https": 443}
     assert nodes["taint"]["properties"]["effect"]["enum"] == [
         "NoSchedule",

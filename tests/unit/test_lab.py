@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,7 @@ def test_topology_spreads_edges_and_workers_over_zones() -> None:
 def _balancer(tmp_path: Path) -> lb.LoadBalancer:
     balancer = lb.LoadBalancer.__new__(lb.LoadBalancer)
     balancer.nodes = {"edge-1": "10.200.0.11", "edge-2": "10.200.0.12", "worker-1": "10.200.0.13"}
+    balancer.excluded_since = {}
     balancer.wanted = {
         "edge-system/a": lb.Wanted(
             key="edge-system/a",
@@ -93,9 +95,10 @@ def _balancer(tmp_path: Path) -> lb.LoadBalancer:
             check_port=31000,
             interval=1,
             threshold=2,
+            deregistration_delay=15,
         ),
         "edge-system/b": lb.Wanted(
-            "edge-system/b", "203.0.113.11", "proxy-protocol", (lb.Port(80, 30081),), 31001, 5, 3
+            "edge-system/b", "203.0.113.11", "proxy-protocol", (lb.Port(80, 30081),), 31001, 5, 3, 0
         ),
     }
     balancer.health = {
@@ -117,6 +120,21 @@ def test_nat_rules_forward_only_to_healthy_nodes_without_snat(tmp_path: Path) ->
     assert "203.0.113.11" not in ruleset  # served by HAProxy
     assert "masquerade" not in ruleset
     assert "snat" not in ruleset
+
+
+def test_an_excluded_node_leaves_the_pool_after_the_deregistration_delay(tmp_path: Path) -> None:
+    """Like a cloud's: the exclusion label acts only after the service controller and the
+    cloud's API have (15 s here); until then the health checks decide."""
+    balancer = _balancer(tmp_path)
+    balancer.excluded_since = {"edge-1": time.monotonic() - 10}
+    assert "10.200.0.11" in balancer._nat_ruleset()
+    assert balancer.in_pool("edge-system/a", "edge-1")
+    balancer.excluded_since = {"edge-1": time.monotonic() - 16}
+    assert not balancer.in_pool("edge-system/a", "edge-1")
+    assert "mod 1 map { 0 : 10.200.0.12 }" in balancer._nat_ruleset()
+    # A delay of 0 (edge-system/b) takes the node out at once.
+    balancer.excluded_since = {"edge-1": time.monotonic()}
+    assert "10.200.0.11:30081" not in balancer._proxy_config()
 
 
 def test_proxy_protocol_mode_checks_nodes_and_sends_proxy_v2(tmp_path: Path) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from edge_operator import api
@@ -60,6 +62,15 @@ TRAEFIK_ARGS = (
     "--entryPoints.web.transport.lifeCycle.graceTimeOut=55s",
     "--entryPoints.websecure.transport.lifeCycle.graceTimeOut=55s",
     "--entryPoints.traefik.transport.lifeCycle.graceTimeOut=55s",
+    # One health-check interval (10 s by default): see test_traefik_closes_keep_alive_...
+    "--entryPoints.web.transport.keepAliveMaxTime=10s",
+    "--entryPoints.websecure.transport.keepAliveMaxTime=10s",
+    "--entryPoints.web.http.aliasHeadersStrategy=delete",
+    "--entryPoints.web.http.middlewares=edge-client-headers@file",
+    "--entryPoints.websecure.http.aliasHeadersStrategy=delete",
+    "--entryPoints.websecure.http.middlewares=edge-client-headers@file",
+    "--providers.file.filename=/etc/traefik/edge-operator/dynamic.yaml",
+    "--providers.file.watch=false",
 )
 
 
@@ -87,7 +98,59 @@ def test_traefik_args(client_ip: str, client_ip_args: tuple[str, ...]) -> None:
     rendered = traefik.render(context(client_ip))
 
     assert rendered.args == TRAEFIK_ARGS + client_ip_args
-    assert rendered.config is None
+    assert rendered.config_mount == "/etc/traefik/edge-operator"
+    assert rendered.config is not None
+    assert set(rendered.config) == {"dynamic.yaml"}
+
+
+@pytest.mark.parametrize("client_ip", CLIENT_IP)
+def test_traefik_removes_what_forwarded_headers_leaves(client_ip: str) -> None:
+    """Upstream (v3.7.13): pkg/middlewares/forwardedheaders/forwarded_header.go deletes
+    only X-Forwarded-* and X-Real-Ip (and '_' spellings) from untrusted peers and keeps a
+    trusted peer's X-Real-Ip as sent; pkg/proxy/httputil/proxy.go copies Forwarded to the
+    backend; pkg/middlewares/headers/header.go deletes a customRequestHeaders entry whose
+    value is "" (Header.Del: every line, any case). The entry-point middleware runs
+    before each router's own (pkg/server/aggregator.go)."""
+    rendered = traefik.render(context(client_ip))
+    assert rendered.config is not None
+    config = yaml.safe_load(rendered.config["dynamic.yaml"])
+
+    middleware = config["http"]["middlewares"]["edge-client-headers"]
+    removed = middleware["headers"]["customRequestHeaders"]
+    assert set(removed.values()) == {""}
+    expected = {"Forwarded", *api.DEFAULT_REMOVE_HEADERS}
+    # A trusted CDN passes on the X-Real-Ip its client sent, and Traefik keeps it.
+    if client_ip == "XForwardedFor":
+        expected.add("X-Real-Ip")
+    assert set(removed) == expected
+
+
+def test_traefik_remove_headers_is_the_gateways_list() -> None:
+    spec = context().spec.model_copy(deep=True)
+    spec.client_ip.remove_headers = ["CF-Connecting-IP"]
+    ctx = replace(context(), spec=spec)
+    rendered = traefik.render(ctx)
+    assert rendered.config is not None
+    config = yaml.safe_load(rendered.config["dynamic.yaml"])
+    removed = config["http"]["middlewares"]["edge-client-headers"]["headers"]
+    assert removed["customRequestHeaders"] == {"Forwarded": "", "CF-Connecting-IP": ""}
+
+
+@pytest.mark.parametrize(("interval", "seconds"), [(1, "1s"), (10, "10s"), (300, "300s")])
+def test_traefik_closes_keep_alive_connections_older_than_one_interval(
+    interval: int, seconds: str
+) -> None:
+    """Upstream (pkg/server/keep_alive_middleware.go, v3.7.13): with keepAliveMaxTime
+    set, a request on a connection older than that is answered with 'Connection: close'
+    and the connection ends cleanly after the answer. On SIGTERM, http.Server.Shutdown
+    closes idle connections at once instead, and a request on its way on one fails; the
+    preStop delay adds this limit, so every busy connection is closed the clean way."""
+    rollout = {"loadBalancerHealthCheck": {"intervalSeconds": interval}}
+    args = traefik.render(context(rollout=rollout)).args
+    assert [a for a in args if "keepAlive" in a] == [
+        f"--entryPoints.web.transport.keepAliveMaxTime={seconds}",
+        f"--entryPoints.websecure.transport.keepAliveMaxTime={seconds}",
+    ]
 
 
 def test_traefik_workload_parts() -> None:

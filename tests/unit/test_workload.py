@@ -83,6 +83,7 @@ def test_objects_and_their_order() -> None:
     assert traefik == [
         "ServiceAccount",
         "ClusterRoleBinding",
+        "ConfigMap",
         "Deployment",
         "PodDisruptionBudget",
         "IngressClass",
@@ -174,14 +175,18 @@ def test_rollout_keeps_a_local_endpoint_on_every_node() -> None:
 
 
 def test_drain_timing_comes_from_the_health_check() -> None:
+    """minReadySeconds: the load balancer's time to see a node's change of health; the
+    preStop delay adds one interval, the providers' keep-alive limit, in which the
+    leaving pod closes its keep-alive connections with 'Connection: close'."""
     check = {"loadBalancerHealthCheck": {"intervalSeconds": 5, "unhealthyThreshold": 2}}
     deploy = objects(spec(rollout=check))["Deployment"]
     pod = deploy["spec"]["template"]["spec"]
     assert deploy["spec"]["minReadySeconds"] == 15
-    assert pod["containers"][0]["lifecycle"] == {"preStop": {"sleep": {"seconds": 15}}}
+    assert pod["containers"][0]["lifecycle"] == {"preStop": {"sleep": {"seconds": 20}}}
     # Defaults: 10 s interval, 3 checks; 60 s of shutdown grace.
     assert objects(spec())["Deployment"]["spec"]["minReadySeconds"] == 40
-    assert pod_spec(spec())["terminationGracePeriodSeconds"] == 40 + 60
+    assert pod_spec(spec())["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 50
+    assert pod_spec(spec())["terminationGracePeriodSeconds"] == 50 + 60
 
 
 @pytest.mark.parametrize("provider", ["traefik", "ingress-nginx"])
@@ -196,8 +201,8 @@ def test_termination_grace_is_the_drain_plus_the_shutdown_grace(provider: str, g
     }
     pod = pod_spec(spec(controller={"provider": provider}, rollout=rollout))
 
-    assert pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 15
-    assert pod["terminationGracePeriodSeconds"] == 15 + grace
+    assert pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 20
+    assert pod["terminationGracePeriodSeconds"] == 20 + grace
 
 
 def test_startup_probes_wait_for_what_each_provider_needs() -> None:
@@ -409,7 +414,8 @@ def test_atomic_fields_must_match_exactly() -> None:
     # Elsewhere, fields others add are theirs.
     extra = as_stored(desired)
     extra["spec"]["template"]["metadata"]["annotations"] = {
-        "kubectl.kubernetes.io/restartedAt": "t"
+        **desired["spec"]["template"]["metadata"]["annotations"],
+        "kubectl.kubernetes.io/restartedAt": "t",
     }
     assert action(desired, extra) is None
 

@@ -16,8 +16,10 @@ without one. The recipe (after openshift/cluster-ingress-operator's
   Available, that is ready for ``minReadySeconds``;
 - ``minReadySeconds`` and the preStop delay are derived from the load balancer's
   health check, so the load balancer has seen a new pod healthy before it gets
-  traffic and has seen a leaving node unhealthy before its pod stops serving;
-- ``terminationGracePeriodSeconds`` is that delay plus ``rollout.shutdownGraceSeconds``,
+  traffic and has seen a leaving node unhealthy before its pod stops serving; the
+  preStop delay adds the provider's keep-alive limit, so the leaving pod has closed
+  every busy keep-alive connection with a response that says so before SIGTERM;
+- ``terminationGracePeriodSeconds`` is the preStop delay plus ``rollout.shutdownGraceSeconds``,
   the time the controller then has to finish open connections and exit.
 """
 
@@ -36,6 +38,8 @@ REVISION_HISTORY = 3
 #: Readiness and startup probes run this often, so a pod is Ready soon after it can serve
 #: (liveness and readiness probes wait until the startup probe has passed once).
 FAST_PROBE_SECONDS = 2
+#: The volume of the provider's ConfigMap, where the provider reads it from a file.
+CONFIG_VOLUME = "config"
 
 
 def drain_seconds(check: api.LoadBalancerHealthCheck) -> int:
@@ -45,6 +49,14 @@ def drain_seconds(check: api.LoadBalancerHealthCheck) -> int:
     then takes ``unhealthyThreshold`` checks in a row to act on it.
     """
     return check.interval_seconds * (check.unhealthy_threshold + 1)
+
+
+def pre_stop_seconds(rollout: api.Rollout) -> int:
+    """How long a leaving pod keeps serving: until the load balancer has stopped sending
+    new connections to its node (``drain_seconds``), then until every keep-alive
+    connection it still holds is older than the provider's keep-alive limit, so each
+    has been closed by a response that says so before SIGTERM."""
+    return drain_seconds(rollout.load_balancer_health_check) + rollout.keep_alive_max_seconds
 
 
 def selector(owner: Owner) -> dict[str, str]:
@@ -74,7 +86,7 @@ def mesh_metadata(
 def pod_template(owner: Owner, spec: api.EdgeGatewaySpec, rendered: Rendered) -> dict[str, Any]:
     """The pod template without its hash label."""
     provider = spec.controller.provider
-    drain = drain_seconds(spec.rollout.load_balancer_health_check)
+    pre_stop = pre_stop_seconds(spec.rollout)
     mesh_labels, mesh_annotations = mesh_metadata(spec, rendered)
     taint = spec.nodes.taint
     tolerations = (
@@ -110,8 +122,9 @@ def pod_template(owner: Owner, spec: api.EdgeGatewaySpec, rendered: Rendered) ->
             "failureThreshold": 3,
             "timeoutSeconds": 2,
         },
-        # Keep serving until the load balancer has stopped sending to this node.
-        "lifecycle": {"preStop": {"sleep": {"seconds": drain}}},
+        # Keep serving until the load balancer has stopped sending to this node and the
+        # keep-alive connections have been closed.
+        "lifecycle": {"preStop": {"sleep": {"seconds": pre_stop}}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {
@@ -139,27 +152,36 @@ def pod_template(owner: Owner, spec: api.EdgeGatewaySpec, rendered: Rendered) ->
         container["env"] = [dict(e) for e in rendered.env]
     if resources:
         container["resources"] = resources
-    if rendered.scratch:
-        container["volumeMounts"] = [
-            {"name": volume, "mountPath": path} for path, volume in rendered.scratch.items()
-        ]
+    mounts = [{"name": volume, "mountPath": path} for path, volume in rendered.scratch.items()]
+    if rendered.config_mount:
+        mounts.append({"name": CONFIG_VOLUME, "mountPath": rendered.config_mount, "readOnly": True})
+    if mounts:
+        container["volumeMounts"] = mounts
     pod_spec: dict[str, Any] = {
         "serviceAccountName": names.workload_name(owner.name),
         "nodeSelector": {spec.nodes.role_label: "", names.GATEWAY_LABEL: owner.name},
         "tolerations": tolerations,
-        "terminationGracePeriodSeconds": drain + spec.rollout.shutdown_grace_seconds,
+        "terminationGracePeriodSeconds": pre_stop + spec.rollout.shutdown_grace_seconds,
         "securityContext": {
             "runAsNonRoot": True,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
     }
-    if rendered.scratch:
-        pod_spec["volumes"] = [{"name": v, "emptyDir": {}} for v in rendered.scratch.values()]
+    volumes: list[dict[str, Any]] = [{"name": v, "emptyDir": {}} for v in rendered.scratch.values()]
+    annotations = {**spec.controller.pod_annotations, **mesh_annotations}
+    if rendered.config_mount and rendered.config is not None:
+        volumes.append(
+            {"name": CONFIG_VOLUME, "configMap": {"name": names.workload_name(owner.name)}}
+        )
+        # The pods read the file once: a new content is a new revision, rolled out.
+        annotations[names.CONFIG_HASH_ANNOTATION] = digest(dict(rendered.config), length=10)
+    if volumes:
+        pod_spec["volumes"] = volumes
     return {
         "metadata": {
             "labels": {**labels(owner, provider), **mesh_labels},
-            "annotations": {**spec.controller.pod_annotations, **mesh_annotations},
+            "annotations": annotations,
         },
         "spec": pod_spec,
     }

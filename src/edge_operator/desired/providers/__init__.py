@@ -77,6 +77,10 @@ class Rendered:
     #: an Ingress of the gateway's class, desired/readiness.py): it passes only once the
     #: controller has loaded the Ingresses of its class.
     readiness_route: bool = False
+    #: Where the ConfigMap is mounted in the container ("": not mounted; the provider
+    #: reads it from the API, as ingress-nginx does). Its content's hash is on the pod
+    #: template, so a change rolls the pods out.
+    config_mount: str = ""
 
 
 class Provider(Protocol):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
 from edge_operator import api, names
 from edge_operator.desired.providers import Context, Probe, Rendered
 
@@ -31,6 +33,40 @@ STARTUP_SECONDS = 120
 #: The non-root user of the upstream Helm chart; the image itself declares none.
 RUN_AS_USER = 65532
 ENTRY_POINTS = ("web", "websecure")
+#: Where the gateway's ConfigMap is mounted: the file provider's dynamic configuration,
+#: which holds the middleware every router of the two entry points runs first.
+CONFIG_DIR = "/etc/traefik/edge-operator"
+CONFIG_FILE = "dynamic.yaml"
+#: The headers middleware that removes what the forwardedHeaders handler leaves.
+CLIENT_HEADERS_MIDDLEWARE = "edge-client-headers"
+
+
+def removed_headers(client_ip: api.ClientIP) -> list[str]:
+    """Request headers deleted before routing, on top of what forwardedHeaders deletes.
+
+    Traefik's forwardedHeaders handler (pkg/middlewares/forwardedheaders, v3.7.13) deletes
+    X-Forwarded-{For,Proto,Host,Port,Server,Uri,Method,Prefix,Tls-Client-Cert(-Info)} and
+    X-Real-Ip (and their '_' spellings) from peers outside trustedIPs, then sets X-Real-Ip
+    only when no peer sent one. It never touches RFC 7239 Forwarded, which the proxy
+    copies to the backend (pkg/proxy/httputil/proxy.go, copyForwardedHeader), nor any
+    other client-address header. So: Forwarded always, the gateway's removeHeaders, and
+    under XForwardedFor X-Real-Ip too, since a trusted CDN passes on the one its client
+    sent and Traefik cannot compute the client into it.
+    """
+    headers = ["Forwarded", *client_ip.remove_headers]
+    if client_ip.mode == "XForwardedFor":
+        headers.append("X-Real-Ip")
+    return headers
+
+
+def dynamic_config(client_ip: api.ClientIP) -> str:
+    """The file provider's configuration: one headers middleware; a value of "" deletes
+    every line of that header (pkg/middlewares/headers/header.go, Header.Del)."""
+    middleware = {
+        "headers": {"customRequestHeaders": dict.fromkeys(removed_headers(client_ip), "")}
+    }
+    config = {"http": {"middlewares": {CLIENT_HEADERS_MIDDLEWARE: middleware}}}
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def _client_ip_args(client_ip: api.ClientIP) -> list[str]:
@@ -44,6 +80,33 @@ def _client_ip_args(client_ip: api.ClientIP) -> list[str]:
     # (empty here) sends, then sets them from the connection itself
     # (pkg/middlewares/forwardedheaders/forwarded_header.go).
     return []
+
+
+def _client_header_args() -> list[str]:
+    # aliasHeadersStrategy (v3.7.12+, pkg/server/server_entrypoint_tcp.go) deletes every
+    # header whose name has a character other than a letter, digit or '-' before any
+    # handler runs: X_Forwarded_For and X.Forwarded.For never reach forwardedHeaders or
+    # a backend. Entry-point middlewares run before each router's own (pkg/server/
+    # aggregator.go prepends them), for every Ingress of the class.
+    return [
+        arg
+        for ep in ENTRY_POINTS
+        for arg in (
+            f"--entryPoints.{ep}.http.aliasHeadersStrategy=delete",
+            f"--entryPoints.{ep}.http.middlewares={CLIENT_HEADERS_MIDDLEWARE}@file",
+        )
+    ] + [f"--providers.file.filename={CONFIG_DIR}/{CONFIG_FILE}", "--providers.file.watch=false"]
+
+
+def _keep_alive_args(rollout: api.Rollout) -> list[str]:
+    # A leaving pod must close its keep-alive connections itself, with a response that
+    # says so: on SIGTERM Go's http.Server.Shutdown closes idle connections at once, and
+    # a request already on its way on one fails (EOF or reset). keepAliveMaxTime answers
+    # "Connection: close" (HTTP/2: GOAWAY) to the first request on a connection older than
+    # that (pkg/server/keep_alive_middleware.go); the preStop delay covers it
+    # (deployment.pre_stop_seconds), so every busy connection is closed that way first.
+    seconds = rollout.keep_alive_max_seconds
+    return [f"--entryPoints.{ep}.transport.keepAliveMaxTime={seconds}s" for ep in ENTRY_POINTS]
 
 
 def _shutdown_args(rollout: api.Rollout) -> list[str]:
@@ -73,6 +136,8 @@ def render(ctx: Context) -> Rendered:
         "--global.checkNewVersion=false",
         "--log.level=INFO",
         *_shutdown_args(ctx.spec.rollout),
+        *_keep_alive_args(ctx.spec.rollout),
+        *_client_header_args(),
         *_client_ip_args(ctx.spec.client_ip),
         *ctx.spec.controller.extra_args,
     )
@@ -93,7 +158,8 @@ def render(ctx: Context) -> Rendered:
         startup=routes,
         startup_seconds=STARTUP_SECONDS,
         readiness_route=True,
-        config=None,
+        config={CONFIG_FILE: dynamic_config(ctx.spec.client_ip)},
+        config_mount=CONFIG_DIR,
         controller=CONTROLLER,
         run_as_user=RUN_AS_USER,
         read_only_root_filesystem=True,
