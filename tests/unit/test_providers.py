@@ -308,8 +308,39 @@ def test_ingress_nginx_gets_upstreams_startup_allowance() -> None:
 )
 def test_ingress_nginx_config(client_ip: str, config: dict[str, str]) -> None:
     rendered = ingress_nginx.render(context(client_ip, ingress_nginx))
+    assert rendered.config is not None
 
-    assert rendered.config == config
+    headers = {"ignore-invalid-headers", "enable-underscores-in-headers", "http-snippet"}
+    assert {k: v for k, v in rendered.config.items() if k not in headers} == config
+
+
+@pytest.mark.parametrize("client_ip", CLIENT_IP)
+def test_ingress_nginx_clears_every_client_address_header_it_passes_on(client_ip: str) -> None:
+    """Upstream (rootfs/etc/nginx/template/nginx.tmpl, controller-v1.15.1): nginx sets
+    X-Forwarded-For, X-Real-IP, X-Forwarded-Proto/-Host/-Port itself but passes any other
+    request header on (Forwarded, True-Client-IP, ...) and adds X-Original-Forwarded-For
+    and -Host from the client's own headers; location-snippet is not rendered, http-
+    snippet is, at http level, and no location sets input headers, so headers-more's
+    more_clear_input_headers there applies to every location (rewrite phase: after
+    realip has read X-Forwarded-For). ignore_invalid_headers with underscores off drop
+    aliased names (X_Forwarded_For, X.Forwarded.For)."""
+    rendered = ingress_nginx.render(context(client_ip, ingress_nginx))
+    assert rendered.config is not None
+
+    assert rendered.config["ignore-invalid-headers"] == "true"
+    assert rendered.config["enable-underscores-in-headers"] == "false"
+    clear, keepalive = rendered.config["http-snippet"].splitlines()
+    cleared = clear.removeprefix("more_clear_input_headers ").removesuffix(";").split(" ")
+    assert [h.strip('"') for h in cleared] == [
+        "Forwarded",
+        "X-Forwarded-For",
+        "X-Forwarded-Host",
+        "X-Forwarded-Proto",
+        "X-Forwarded-Port",
+        *api.DEFAULT_REMOVE_HEADERS,
+    ]
+    # Like Traefik's keepAliveMaxTime: one health-check interval (10 s by default).
+    assert keepalive == "keepalive_time 10s;"
 
 
 @pytest.mark.parametrize("client_ip", CLIENT_IP)

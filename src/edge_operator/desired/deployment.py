@@ -152,7 +152,9 @@ def pod_template(owner: Owner, spec: api.EdgeGatewaySpec, rendered: Rendered) ->
         container["env"] = [dict(e) for e in rendered.env]
     if resources:
         container["resources"] = resources
-    mounts = [{"name": volume, "mountPath": path} for path, volume in rendered.scratch.items()]
+    mounts: list[dict[str, Any]] = [
+        {"name": volume, "mountPath": path} for path, volume in rendered.scratch.items()
+    ]
     if rendered.config_mount:
         mounts.append({"name": CONFIG_VOLUME, "mountPath": rendered.config_mount, "readOnly": True})
     if mounts:

@@ -88,6 +88,45 @@ def client_ip_config(client_ip: api.ClientIP) -> dict[str, str]:
     return {**untrusted, "use-proxy-protocol": "false", "enable-real-ip": "false"}
 
 
+#: Request headers nginx reads nothing from here once realip has run (use-forwarded-
+#: headers is off in every mode), but passes on: the client's own values.
+FORWARDED_INPUT = (
+    "Forwarded",
+    "X-Forwarded-For",
+    "X-Forwarded-Host",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Port",
+)
+
+
+def client_header_config(client_ip: api.ClientIP, rollout: api.Rollout) -> dict[str, str]:
+    """ConfigMap keys that keep every other client-address header from the backends,
+    and close keep-alive connections before a pod stops.
+
+    nginx.tmpl sets X-Forwarded-For, X-Real-IP and the forwarded scheme/host/port itself,
+    but passes every other request header on, Forwarded and the removeHeaders list
+    included, and adds X-Original-Forwarded-For/-Host from the client's own
+    X-Forwarded-For/-Host. The image has the headers-more module: more_clear_input_headers
+    at http level (no location of nginx.tmpl sets input headers, so every location
+    inherits it) deletes them from the request in the rewrite phase, after realip has
+    computed the client (post-read phase), so X-Original-Forwarded-For/-Host come out
+    empty and nginx sends neither. ignore-invalid-headers with underscores off (upstream's
+    defaults, pinned) drop names with '_' or '.' before anything reads them.
+    location-snippet is not rendered by nginx.tmpl at v1.15.1, hence http-snippet.
+    keepalive_time (nginx >= 1.19.10) answers the first request on a connection older
+    than that with "Connection: close", as Traefik's keepAliveMaxTime does.
+    """
+    cleared = " ".join(f'"{h}"' for h in (*FORWARDED_INPUT, *client_ip.remove_headers))
+    return {
+        "ignore-invalid-headers": "true",
+        "enable-underscores-in-headers": "false",
+        "http-snippet": (
+            f"more_clear_input_headers {cleared};\n"
+            f"keepalive_time {rollout.keep_alive_max_seconds}s;\n"
+        ),
+    }
+
+
 def shutdown_config(rollout: api.Rollout) -> dict[str, str]:
     """ConfigMap keys for the shutdown budget.
 
@@ -128,7 +167,11 @@ def render(ctx: Context) -> Rendered:
         ports={"http": HTTP_PORT, "https": HTTPS_PORT, "metrics": HEALTHZ_PORT},
         readiness=healthz,
         liveness=healthz,
-        config={**client_ip_config(ctx.spec.client_ip), **shutdown_config(ctx.spec.rollout)},
+        config={
+            **client_ip_config(ctx.spec.client_ip),
+            **client_header_config(ctx.spec.client_ip, ctx.spec.rollout),
+            **shutdown_config(ctx.spec.rollout),
+        },
         controller=controller,
         run_as_user=RUN_AS_USER,
         # nginx writes its configuration and temporary files all over /etc/nginx and /tmp.
