@@ -27,7 +27,9 @@ def _status(root: Path) -> None:
     print(f"  memory (RSS, MiB): {sum(memory.values()) >> 20} in all: {shown}")
     for key, svc in running.load_balancer().items():
         health = ", ".join(
-            f"{n}={'up' if h['healthy'] else 'down'}" for n, h in svc["nodes"].items()
+            f"{n}={'up' if h['healthy'] else 'down'}"
+            + ("" if h.get("inPool", True) else " (deregistered)")
+            for n, h in svc["nodes"].items()
         )
         print(f"  load balancer {svc['address']} ({svc['mode']}) -> {key}: {health}")
 
@@ -58,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--header", action="append", default=[], help="Name: value (curl)")
     parser.add_argument("--interval", type=int, default=None, help="lb: seconds between checks")
     parser.add_argument("--threshold", type=int, default=None, help="lb: results in a row")
+    parser.add_argument(
+        "--deregistration-delay",
+        type=float,
+        default=None,
+        help="lb: seconds before an exclusion label takes a node out of the pool",
+    )
     args = parser.parse_args(argv)
     root = (args.dir or lab.default_dir()).expanduser().resolve()
     try:
@@ -96,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             print(body, end="" if body.endswith("\n") else "\n")
             return 0 if status < 400 else 1
         else:
-            lb.serve(root, args.interval, args.threshold)
+            lb.serve(root, args.interval, args.threshold, args.deregistration_delay)
     except lab.LabError as error:
         print(f"lab: {error}", file=sys.stderr)
         return 1

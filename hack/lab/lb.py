@@ -1,24 +1,29 @@
 """The lab's cloud load balancer: one process, run by ``lab up``.
 
-    python3 hack/lab lb --root DIR [--interval S] [--threshold N]
+    python3 hack/lab lb --root DIR [--interval S] [--threshold N] [--deregistration-delay S]
 
 For every Service of type LoadBalancer (without a loadBalancerClass) it does what a
 cloud's L4 load balancer does:
 
 - hands out an address from 203.0.113.0/24 and writes it to ``status.loadBalancer``;
-- health-checks every node that is not labelled
-  ``node.kubernetes.io/exclude-from-external-load-balancers``: under
-  externalTrafficPolicy Local ``http://NODE:healthCheckNodePort/healthz`` (kube-proxy
-  answers 200 only where a ready endpoint runs), under Cluster kube-proxy's own
-  ``http://NODE:10256/healthz``; a node changes state after ``threshold`` results in a
-  row, checked every ``interval`` seconds. Both default to the owning EdgeGateway's
-  ``spec.rollout.loadBalancerHealthCheck``; ``--interval``/``--threshold`` or the
-  Service annotations below override them;
-- forwards the address's ports to healthy nodes' nodePorts, picked at random per
+- health-checks every node: under externalTrafficPolicy Local
+  ``http://NODE:healthCheckNodePort/healthz`` (kube-proxy answers 200 only where a
+  ready endpoint runs), under Cluster kube-proxy's own ``http://NODE:10256/healthz``;
+  a node changes state after ``threshold`` results in a row, checked every
+  ``interval`` seconds. Like a cloud's, these are the load balancer's own settings,
+  not what the gateway declares: the Service annotations below (as a cloud reads its
+  own annotations), else ``--interval``/``--threshold``, else 10 s and 3;
+- takes a node labelled ``node.kubernetes.io/exclude-from-external-load-balancers``
+  out of the pool only after a deregistration delay (annotation below, else
+  ``--deregistration-delay``, else 15 s), the time a cloud's service controller and
+  its API take to act on the label. A drain is thus seen first by the health checks,
+  which the pods' preStop delay is sized for;
+- forwards the address's ports to the healthy nodes of the pool, picked at random per
   connection, with nftables DNAT in the ``lb`` namespace: no SNAT, so nodes see the
-  client's own address. With the annotation ``lab.edgeoperator.dev/load-balancer-mode:
-  proxy-protocol`` HAProxy proxies instead, sending a PROXY v2 header with the client's
-  address (and doing the same health checks itself).
+  client's own address; connections already forwarded stay on their node. With the
+  annotation ``lab.edgeoperator.dev/load-balancer-mode: proxy-protocol`` HAProxy
+  proxies instead, sending a PROXY v2 header with the client's address (and doing the
+  same health checks itself).
 
 It writes what it knows to ``DIR/lb/state.json`` for tests and people to read.
 """
@@ -32,7 +37,6 @@ import signal
 import time
 import urllib.error
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,10 +47,10 @@ from lab import LB, VIP_NETWORK, net, proxies
 MODE_ANNOTATION = "lab.edgeoperator.dev/load-balancer-mode"
 INTERVAL_ANNOTATION = "lab.edgeoperator.dev/health-check-interval-seconds"
 THRESHOLD_ANNOTATION = "lab.edgeoperator.dev/health-check-threshold"
+DEREGISTRATION_ANNOTATION = "lab.edgeoperator.dev/deregistration-delay-seconds"
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
-GATEWAY_LABEL = "edgeoperator.dev/gateway"
 KUBE_PROXY_HEALTH_PORT = 10256
-DEFAULT_INTERVAL, DEFAULT_THRESHOLD = 10, 3
+DEFAULT_INTERVAL, DEFAULT_THRESHOLD, DEFAULT_DEREGISTRATION = 10, 3, 15
 SYNC_SECONDS = 0.5
 TICK_SECONDS = 0.05
 TABLE = "eo-lb"
@@ -70,6 +74,7 @@ class Wanted:
     check_port: int
     interval: int
     threshold: int
+    deregistration_delay: float
 
 
 @dataclass
@@ -89,13 +94,32 @@ def _int(value: object, default: int) -> int:
         return default
 
 
+def _float(value: object, default: float) -> float:
+    try:
+        return float(str(value))
+    except ValueError:
+        return default
+
+
 class LoadBalancer:
-    def __init__(self, root: Path, interval: int | None, threshold: int | None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        interval: int | None,
+        threshold: int | None,
+        deregistration_delay: float | None = None,
+    ) -> None:
         self.root = root
         self.api = localcluster.api(root / "cluster")
-        self.interval, self.threshold = interval, threshold
+        self.interval = interval or DEFAULT_INTERVAL
+        self.threshold = threshold or DEFAULT_THRESHOLD
+        self.deregistration_delay = (
+            DEFAULT_DEREGISTRATION if deregistration_delay is None else deregistration_delay
+        )
         self.wanted: dict[str, Wanted] = {}
         self.nodes: dict[str, str] = {}  # name -> InternalIP
+        #: Node -> when the load balancer first saw its exclusion label (monotonic).
+        self.excluded_since: dict[str, float] = {}
         self.health: dict[tuple[str, str], Health] = {}
         self.pending: dict[tuple[str, str], Future[str]] = {}
         self.pool = ThreadPoolExecutor(16, initializer=net.enter, initargs=(LB,))
@@ -109,31 +133,23 @@ class LoadBalancer:
     def _get(self, path: str) -> Any:
         return json.loads(self.api.call("GET", path))
 
-    def _gateway_checks(self) -> dict[str, tuple[int, int]]:
-        """Each EdgeGateway's (intervalSeconds, unhealthyThreshold); none without the CRD."""
-        try:
-            gateways = self._get("/apis/edgeoperator.dev/v1alpha1/edgegateways")["items"]
-        except urllib.error.HTTPError:
-            return {}
-        checks = {}
-        for gw in gateways:
-            with suppress(KeyError, TypeError, ValueError):
-                check = gw["spec"]["rollout"]["loadBalancerHealthCheck"]
-                checks[gw["metadata"]["name"]] = (
-                    int(check["intervalSeconds"]),
-                    int(check["unhealthyThreshold"]),
-                )
-        return checks
-
     def sync(self) -> None:
         """Read Services and Nodes; publish addresses; work out what to serve."""
         nodes = self._get("/api/v1/nodes")["items"]
         self.nodes = {
             n["metadata"]["name"]: addr["address"]
             for n in nodes
-            if EXCLUDE_LABEL not in (n["metadata"].get("labels") or {})
             for addr in n.get("status", {}).get("addresses", [])
             if addr["type"] == "InternalIP"
+        }
+        excluded = {
+            n["metadata"]["name"]
+            for n in nodes
+            if EXCLUDE_LABEL in (n["metadata"].get("labels") or {})
+        }
+        now = time.monotonic()
+        self.excluded_since = {
+            node: self.excluded_since.get(node, now) for node in excluded if node in self.nodes
         }
         services = [
             s
@@ -145,7 +161,6 @@ class LoadBalancer:
             for s in services
             for i in (s.get("status", {}).get("loadBalancer", {}).get("ingress") or [])
         }
-        checks = self._gateway_checks() if services else {}
         wanted = {}
         for svc in services:
             meta, spec = svc["metadata"], svc["spec"]
@@ -167,10 +182,9 @@ class LoadBalancer:
                 )
                 log.info("%s: address %s", key, vip)
             annotations = meta.get("annotations") or {}
-            gateway = (meta.get("labels") or {}).get(GATEWAY_LABEL, "")
-            interval, threshold = checks.get(gateway, (DEFAULT_INTERVAL, DEFAULT_THRESHOLD))
-            interval = _int(annotations.get(INTERVAL_ANNOTATION), self.interval or interval)
-            threshold = _int(annotations.get(THRESHOLD_ANNOTATION), self.threshold or threshold)
+            interval = _int(annotations.get(INTERVAL_ANNOTATION), self.interval)
+            threshold = _int(annotations.get(THRESHOLD_ANNOTATION), self.threshold)
+            delay = _float(annotations.get(DEREGISTRATION_ANNOTATION), self.deregistration_delay)
             local = spec.get("externalTrafficPolicy") == "Local"
             wanted[key] = Wanted(
                 key=key,
@@ -184,6 +198,7 @@ class LoadBalancer:
                 check_port=spec.get("healthCheckNodePort", 0) if local else KUBE_PROXY_HEALTH_PORT,
                 interval=max(1, interval),
                 threshold=max(1, threshold),
+                deregistration_delay=max(0.0, delay),
             )
         self.wanted = wanted
         keep = {(k, n) for k in wanted for n in self.nodes}
@@ -242,8 +257,18 @@ class LoadBalancer:
 
     # --- forwarding --------------------------------------------------------------------
 
+    def in_pool(self, key: str, node: str) -> bool:
+        """False once the node's exclusion label is older than the deregistration delay."""
+        since = self.excluded_since.get(node)
+        delay = self.wanted[key].deregistration_delay
+        return since is None or time.monotonic() - since < delay
+
     def _healthy(self, key: str) -> list[str]:
-        return sorted(self.nodes[n] for (k, n), h in self.health.items() if k == key and h.healthy)
+        return sorted(
+            self.nodes[n]
+            for (k, n), h in self.health.items()
+            if k == key and h.healthy and self.in_pool(k, n)
+        )
 
     def _nat_ruleset(self) -> str:
         rules = []
@@ -275,6 +300,7 @@ class LoadBalancer:
                 backends = tuple(
                     proxies.Backend(name, address, p.node_port)
                     for name, address in sorted(self.nodes.items())
+                    if self.in_pool(w.key, name)
                 )
                 frontends.append(
                     proxies.Frontend(
@@ -315,9 +341,11 @@ class LoadBalancer:
                 "checkPort": w.check_port,
                 "intervalSeconds": w.interval,
                 "threshold": w.threshold,
+                "deregistrationDelaySeconds": w.deregistration_delay,
                 "nodes": {
                     node: {
                         "healthy": h.healthy,
+                        "inPool": self.in_pool(key, node),
                         "last": h.last,
                         "checks": h.checks,
                         "changedAt": h.changed_at,
@@ -353,11 +381,13 @@ def _exit(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def serve(root: Path, interval: int | None, threshold: int | None) -> None:
+def serve(
+    root: Path, interval: int | None, threshold: int | None, deregistration_delay: float | None
+) -> None:
     """Run the load balancer until SIGTERM; then stop forwarding."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     signal.signal(signal.SIGTERM, _exit)
-    balancer = LoadBalancer(root, interval, threshold)
+    balancer = LoadBalancer(root, interval, threshold, deregistration_delay)
     try:
         balancer.run()
     finally:

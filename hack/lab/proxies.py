@@ -49,12 +49,18 @@ class Frontend:
 
 
 def cdn_config(listen: str, origin: str, port: int) -> str:
-    """An L7 proxy that appends the client's address to X-Forwarded-For."""
+    """An L7 proxy that behaves like a CDN in front of an origin: it appends the client's
+    address to X-Forwarded-For, states the scheme the client used (X-Forwarded-Proto),
+    drops the forwarded host and port a client may have sent, and passes every other
+    header on as the client wrote it (X-Real-Ip, Forwarded, True-Client-IP, ...)."""
     return f"""{_GLOBAL}
 frontend cdn
   mode http
   bind {listen}:80
   option forwardfor
+  http-request set-header X-Forwarded-Proto http
+  http-request del-header X-Forwarded-Host
+  http-request del-header X-Forwarded-Port
   default_backend origin
 
 backend origin

@@ -7,9 +7,15 @@
 // proxies in $TRUSTED_PROXIES (CIDRs, comma-separated; entries further left may be
 // forged by the client), else X-Real-Ip, else the PROXY source, else the peer.
 //
+// It also reports every request header as received (name -> every line's value), so a
+// test can check that no forged value reached it under any name.
+//
 //	GET /      text: "your address: 198.51.100.10" and the details
 //	GET /json  the same as a JSON object
 //	GET /healthz
+//
+// ?delay=DURATION (e.g. 1.5s) on / or /json answers only after that long: a request
+// that is in flight while the proxy in front shuts down.
 package main
 
 import (
@@ -42,6 +48,8 @@ type seen struct {
 	Host          string `json:"host"`
 	Pod           string `json:"pod"`
 	Node          string `json:"node"`
+	// Every header as received; Go's server joins nothing, so duplicate lines stay apart.
+	Headers map[string][]string `json:"headers"`
 }
 
 type ctxKey struct{}
@@ -150,6 +158,7 @@ func describe(r *http.Request) seen {
 		Host:          r.Host,
 		Pod:           os.Getenv("POD_NAME"),
 		Node:          os.Getenv("NODE_NAME"),
+		Headers:       r.Header,
 	}
 	if c, ok := r.Context().Value(ctxKey{}).(*conn); ok {
 		s.ProxySource = c.proxySource
@@ -168,6 +177,25 @@ func describe(r *http.Request) seen {
 	return s
 }
 
+// delay waits for the request's ?delay=; false (and a 400) if it is not a duration.
+func delay(w http.ResponseWriter, r *http.Request) bool {
+	value := r.URL.Query().Get("delay")
+	if value == "" {
+		return true
+	}
+	d, err := time.ParseDuration(value)
+	if err != nil || d < 0 || d > time.Minute {
+		http.Error(w, "delay: a duration up to 1m, such as 1.5s", http.StatusBadRequest)
+		return false
+	}
+	select {
+	case <-time.After(d):
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
 func main() {
 	addr := flag.String("listen", ":8080", "address to listen on")
 	flag.Parse()
@@ -176,10 +204,16 @@ func main() {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/json", func(w http.ResponseWriter, r *http.Request) {
+		if !delay(w, r) {
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(describe(r))
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if !delay(w, r) {
+			return
+		}
 		s := describe(r)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "your address: %s\n", s.Client)
