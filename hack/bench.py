@@ -110,7 +110,7 @@ ZONES = tuple(f"{REGION}{z}" for z in "abc")
 NODES_PER_GATEWAY = 3
 #: The floor's field manager: applying Node stubs with it again restores the nodes.
 FLOOR_MANAGER = "bench-floor"
-#: minReadySeconds and the preStop delay become 2 s (as in the e2e tests): the
+#: minReadySeconds becomes 2 s and the preStop delay 3 s (as in the e2e tests): the
 #: default 40 s would be a constant that both runs wait out and the ratio hides.
 ROLLOUT = {"loadBalancerHealthCheck": {"intervalSeconds": 1, "unhealthyThreshold": 1}}
 MANAGED = f"{names.MANAGED_BY_LABEL}={names.MANAGED_BY_VALUE}"

@@ -1,9 +1,15 @@
-"""Edge nodes that come and go under load: drained, taken out of the selection, added.
+"""Edge nodes and pods that come and go under load: drained, taken out of the selection,
+added, deleted, a pod deleted by hand; and the same drain with a load balancer slower
+than the gateway declares, which must fail requests (the harness is not blind).
 
-The load runs the whole time (half keep-alive, half new connections, >= 50 requests/s)
-through the lab's load balancer, and every failure counts, 404s included. A watcher
-notes every 50 ms when the load balancer stops sending to a node and when that node's
-controller pod is gone, so a test can say which came first.
+The load runs the whole time (tests/dataplane/traffic.disruption: >= 100 requests/s on
+new connections, 6 keep-alive connections never sent again after a failure, slow
+requests across the leaving pod's SIGTERM) through the lab's load balancer, whose health
+check is what the gateway declares and which honours the exclusion label only after a
+deregistration delay (15 s), so a drain is seen by the health checks first. Every
+failure counts, 404s included. A watcher notes every 50 ms when the load balancer stops
+sending to a node and when that node's controller pod is gone, so a test can say which
+came first.
 """
 
 from __future__ import annotations
@@ -16,8 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 import lab
 from edge_operator import names
-from lab.load import Load, Results
-from tests.dataplane.traffic import NS, Poller, Traffic, ready
+from tests.dataplane.traffic import FAST_CHECK, NS, Poller, Traffic, disruption, ready
 from tests.e2e.cluster import condition, wait_for
 
 
@@ -122,12 +127,6 @@ class FirstAnswer(Poller):
         return status
 
 
-def _report(what: str, results: Results, extra: str = "") -> None:
-    print(f"{what}: {results.summary()}{'; ' + extra if extra else ''}")
-    assert results.rate >= 50
-    assert [(f.kind, f.connection) for f in results.failures] == []
-
-
 def test_drained_edge_node_leaves_the_load_balancer_first_and_comes_back(
     traffic: Traffic, unique: str
 ) -> None:
@@ -138,14 +137,13 @@ def test_drained_edge_node_leaves_the_load_balancer_first_and_comes_back(
     core = traffic.cluster.core
 
     with (
-        Load(traffic.lab.topology.clients[0].name, gw.address, rate=60) as load,
         Watcher(traffic, name, victim) as watcher,
+        disruption(traffic, gw, f"{victim} cordoned and drained") as window,
     ):
-        time.sleep(2)
         core.patch_node(victim, {"spec": {"unschedulable": True}})
-        cordoned = time.monotonic()
         refused = _evict_through_the_pdb(traffic, name, victim)
         wait_for(lambda: watcher.pods_gone_at, f"the controller pod on {victim} gone", 120)
+        window.end()
         labels = traffic.cluster.node(victim)["metadata"]["labels"]
         time.sleep(2)
         core.patch_node(victim, {"spec": {"unschedulable": False}})
@@ -156,13 +154,9 @@ def test_drained_edge_node_leaves_the_load_balancer_first_and_comes_back(
         traffic.wait_healthy(name, set(edges))
         back = time.monotonic() - uncordoned
         after = traffic.cluster.node(victim)["metadata"]["labels"]
-        time.sleep(3)
-    results = load.stop()
-    timings = watcher.left_first(cordoned, "cordon")
-    _report(
-        f"{victim} cordoned and drained ({refused} evictions refused by the PDB) and back",
-        results,
-        f"{timings}; serving again {back:.1f} s after the uncordon",
+    print(
+        f"  {watcher.left_first(window.started, 'cordon')} ({refused} evictions refused by"
+        f" the PDB); serving again {back:.1f} s after the uncordon"
     )
     assert labels[names.EXCLUDE_LB_LABEL] == "true"
     assert names.EXCLUDE_LB_LABEL not in after
@@ -175,14 +169,13 @@ def test_edge_node_out_of_the_selection_and_a_new_one_in(traffic: Traffic, uniqu
     leaving, staying = edges
 
     with (
-        Load(traffic.lab.topology.clients[0].name, gw.address, rate=60) as load,
         Watcher(traffic, name, leaving) as watcher,
+        disruption(traffic, gw, f"{leaving} out of the selection") as window,
     ):
-        time.sleep(2)
         traffic.gateways.patch(name, {"spec": {"nodes": {"names": [staying]}}})
-        changed = time.monotonic()
         wait_for(lambda: watcher.pods_gone_at, f"the controller pod on {leaving} gone", 120)
         traffic.wait_healthy(name, {staying})
+        window.end()
         wait_for(
             lambda: (
                 names.GATEWAY_LABEL
@@ -190,13 +183,12 @@ def test_edge_node_out_of_the_selection_and_a_new_one_in(traffic: Traffic, uniqu
             ),
             f"{leaving} restored",
         )
-        out = load.stop()
-    _report(f"{leaving} out of the selection", out, watcher.left_first(changed, "change"))
+    print(f"  {watcher.left_first(window.started, 'change')}")
 
     # And back in: the load balancer may send to it only once its pod serves routes.
-    before = traffic.lab.from_internet()[leaving]
+    before = traffic.lab.from_internet()
     with (
-        Load(traffic.lab.topology.clients[0].name, gw.address, rate=60) as load,
+        traffic.load(gw) as load,
         FirstAnswer(traffic, name, leaving) as first,
     ):
         time.sleep(2)
@@ -208,14 +200,13 @@ def test_edge_node_out_of_the_selection_and_a_new_one_in(traffic: Traffic, uniqu
         time.sleep(5)
         status: dict[str, Any] = traffic.gateways.get(name)
     results = load.stop()
-    received = traffic.lab.from_internet()[leaving] - before
-    _report(
-        f"{leaving} added back",
-        results,
-        f"the load balancer sent to it {healthy:.1f} s after the change; it received"
-        f" {received} packets from the internet; its pod {first.pod} answered HTTP"
-        f" {first.status} the moment it was Ready",
+    received = traffic.lab.from_internet()[leaving] - before[leaving]
+    print(
+        f"{leaving} added back: {results.summary()}; the load balancer sent to it"
+        f" {healthy:.1f} s after the change; it received {received} packets from the"
+        f" internet; its pod {first.pod} answered HTTP {first.status} the moment it was Ready"
     )
+    assert [(o.kind, o.reused, o.error) for o in results.failures] == []
     assert first.status == 200
     assert received > 0
     assert condition(status, "Ready")["status"] == "True"  # type: ignore[index]
@@ -231,14 +222,13 @@ def test_edge_node_deleted_under_load(traffic: Traffic, unique: str) -> None:
     victim = edges[0]
 
     with (
-        Load(traffic.lab.topology.clients[0].name, gw.address, rate=60) as load,
         Watcher(traffic, name, victim) as watcher,
+        disruption(traffic, gw, f"{victim} deleted") as window,
     ):
-        time.sleep(2)
         traffic.cluster.core.delete_node(victim)
-        deleted = time.monotonic()
         wait_for(lambda: watcher.node_gone_at, f"node {victim} deleted", 120)
         traffic.wait_healthy(name, {edges[1]})
+        window.end()
         time.sleep(2)
         # The kubelet registers its node when it starts.
         traffic.lab.stop_daemon(victim, "kubelet")
@@ -249,16 +239,89 @@ def test_edge_node_deleted_under_load(traffic: Traffic, unique: str) -> None:
             180,
         )
         traffic.wait_healthy(name, set(edges), timeout=120)
-        back = time.monotonic() - deleted
-        time.sleep(3)
-    results = load.stop()
-    timings = watcher.left_first(deleted, "deletion")
+        back = time.monotonic() - window.started
     assert watcher.node_gone_at is not None
     assert watcher.pods_gone_at is not None
     assert watcher.pods_gone_at <= watcher.node_gone_at
-    _report(
-        f"{victim} deleted",
-        results,
-        f"{timings}, the node after {watcher.node_gone_at - deleted:.2f} s; registered again"
-        f" and serving {back:.1f} s after the deletion",
+    print(
+        f"  {watcher.left_first(window.started, 'deletion')}, the node after"
+        f" {watcher.node_gone_at - window.started:.2f} s; registered again and serving"
+        f" {back:.1f} s after the deletion"
     )
+
+
+def test_controller_pod_deleted_by_hand_under_load(traffic: Traffic, unique: str) -> None:
+    """`kubectl delete pod` of a serving controller pod: its node fails the health check
+    at once (no ready endpoint left there), the pod serves through its preStop delay,
+    and the ReplicaSet's replacement takes the node back once the old pod is gone."""
+    name = f"pod-{unique}"
+    gw = traffic.gateway(name)
+    edges = sorted(n.name for n in traffic.lab.topology.edges)
+    victim = edges[0]
+    pod = _pods_on(traffic, name, victim)[0]["metadata"]["name"]
+
+    with (
+        Watcher(traffic, name, victim) as watcher,
+        disruption(traffic, gw, f"controller pod {pod} on {victim} deleted") as window,
+    ):
+        traffic.cluster.core.delete_namespaced_pod(pod, NS)
+        wait_for(lambda: watcher.excluded_at, f"the load balancer dropping {victim}", 60)
+        wait_for(
+            lambda: any(
+                ready(p) and p["metadata"]["name"] != pod for p in _pods_on(traffic, name, victim)
+            ),
+            f"a new ready pod on {victim}",
+            120,
+        )
+        traffic.wait_healthy(name, set(edges))
+        window.end()
+    assert watcher.excluded_at is not None
+    print(
+        f"  the load balancer stopped sending to {victim}"
+        f" {watcher.excluded_at - window.started:.2f} s after the deletion;"
+        f" the replacement served after {window.ended - window.started:.1f} s"
+    )
+
+
+def test_a_load_balancer_slower_than_declared_fails_requests(traffic: Traffic, unique: str) -> None:
+    """The negative control: the gateway declares a 1 s x 2 health check (the pod leaves
+    4 s after the eviction), the load balancer really checks every 3 s and acts after 3
+    results, and honours the exclusion label only after a minute. It keeps sending new
+    connections to the drained node after its pod is gone: the same drain as above must
+    now count failed requests."""
+    name = f"neg-{unique}"
+    gw = traffic.gateway(
+        name,
+        rollout={"loadBalancerHealthCheck": FAST_CHECK},
+        lb_check={"intervalSeconds": 3, "unhealthyThreshold": 3},
+        deregistration_delay=60,
+    )
+    edges = sorted(n.name for n in traffic.lab.topology.edges)
+    victim = edges[0]
+    core = traffic.cluster.core
+
+    with traffic.load(gw) as load, Watcher(traffic, name, victim) as watcher:
+        time.sleep(3)
+        started = time.monotonic()
+        core.patch_node(victim, {"spec": {"unschedulable": True}})
+        _evict_through_the_pdb(traffic, name, victim)
+        wait_for(lambda: watcher.pods_gone_at, f"the controller pod on {victim} gone", 120)
+        wait_for(lambda: watcher.excluded_at, f"the load balancer dropping {victim}", 60)
+        time.sleep(2)
+        core.patch_node(victim, {"spec": {"unschedulable": False}})
+        wait_for(lambda: victim in _serving_on(traffic, name), f"a ready pod on {victim}", 120)
+        traffic.wait_healthy(name, set(edges))
+    results = load.stop()
+    assert watcher.pods_gone_at is not None
+    assert watcher.excluded_at is not None
+    failed = results.failures
+    print(
+        f"negative control, {victim} drained behind a load balancer slower than declared:"
+        f" {results.summary()}; pod gone after {watcher.pods_gone_at - started:.1f} s, the"
+        f" load balancer stopped sending after {watcher.excluded_at - started:.1f} s;"
+        f" failures from +{min((o.at for o in failed), default=0) - started:.1f} s to"
+        f" +{max((o.at for o in failed), default=0) - started:.1f} s"
+    )
+    assert watcher.pods_gone_at < watcher.excluded_at
+    assert len(failed) > 0
+    assert {o.kind for o in failed} >= {"new"}

@@ -9,22 +9,36 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
+import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 import lab
-from edge_operator import names
+from edge_operator import api, names
+from edge_operator.desired.deployment import pre_stop_seconds
+from lab import lb
+from lab.load import Load, Outcome, Results
 from tests.e2e.cluster import Cluster, Gateways, condition, wait_for
 
 NS = names.DEFAULT_NAMESPACE
 #: The load balancer checks every second and acts on two results in a row; the pods'
-#: preStop delay and minReadySeconds follow (3 s).
+#: minReadySeconds follows (3 s), and their preStop delay (4 s: one interval more).
 FAST_CHECK = {"intervalSeconds": 1, "unhealthyThreshold": 2}
 FORGED = "1.2.3.4"
+#: The load every disruption test runs: >= 100 requests/s on new connections and 6
+#: keep-alive connections at 15/s each, plus slow requests across the pods' SIGTERM.
+NEW_RATE, KEEP_ALIVE, KEEP_ALIVE_RATE = 100.0, 6, 15.0
+#: The slowest second of a disruption must still see half the load succeed, and no
+#: success may take longer than this (a dropped SYN is retransmitted after 1 s).
+MIN_SHARE_PER_SECOND, MAX_LATENCY = 0.5, 1.0
 
 
 @dataclass
@@ -33,6 +47,18 @@ class Gateway:
     address: str  # the load balancer's address for the gateway's Service
     node_ports: dict[str, int]  # Service port name -> nodePort
     health_check_node_port: int
+    pre_stop: int = 0  # the controller pods' preStop delay, seconds
+
+
+def lb_annotations(check: dict[str, int], deregistration_delay: float | None) -> dict[str, str]:
+    """The lab load balancer's own settings, as a cloud reads them from annotations."""
+    settings = {
+        lb.INTERVAL_ANNOTATION: str(check.get("intervalSeconds", 10)),
+        lb.THRESHOLD_ANNOTATION: str(check.get("unhealthyThreshold", 3)),
+    }
+    if deregistration_delay is not None:
+        settings[lb.DEREGISTRATION_ANNOTATION] = str(deregistration_delay)
+    return settings
 
 
 @dataclass
@@ -71,6 +97,9 @@ class Traffic:
         service: dict[str, Any] | None = None,
         rollout: dict[str, Any] | None = None,
         nodes: list[str] | None = None,
+        *,
+        lb_check: dict[str, int] | None = None,
+        deregistration_delay: float | None = None,
     ) -> Gateway:
         """Create a gateway on the lab's edge candidates and wait until it serves.
 
@@ -78,25 +107,35 @@ class Traffic:
         balancer finds every edge node healthy, and a request through it reaches the
         echo backend (Traefik reports ready on /ping before it has loaded its routes).
         ``nodes``: edge nodes by name (default: every edge candidate, by selector).
+        The load balancer's health check is ``lb_check`` (default: what the gateway
+        declares in ``rollout``), set like a cloud's by Service annotations, and so is
+        its ``deregistration_delay`` (default: the lab's, 15 s).
         """
+        rollout = rollout or {"loadBalancerHealthCheck": FAST_CHECK}
+        declared = rollout.get("loadBalancerHealthCheck", {})
+        service = dict(service or {})
+        service["annotations"] = {
+            **lb_annotations(lb_check or declared, deregistration_delay),
+            **service.get("annotations", {}),
+        }
         spec: dict[str, Any] = {
             "nodes": (
                 {"names": nodes}
                 if nodes is not None
                 else {"selector": {"matchLabels": {"nodepool": "edge"}}}
             ),
-            "rollout": rollout or {"loadBalancerHealthCheck": FAST_CHECK},
+            "rollout": rollout,
+            "service": service,
         }
         if client_ip:
             spec["clientIP"] = client_ip
-        if service:
-            spec["service"] = service
         self.gateways.create(name, spec)
         self._ingress(name)
         self.gateways.wait_condition(name, "Ready", "True", timeout=120)
         gw = self._describe(name)
+        gw.pre_stop = pre_stop_seconds(api.Rollout.model_validate(rollout))
         # Under Cluster the load balancer checks kube-proxy itself: every node passes.
-        everywhere = (service or {}).get("externalTrafficPolicy") == "Cluster"
+        everywhere = service.get("externalTrafficPolicy") == "Cluster"
         serving = {n.name for n in self.lab.topology.nodes if everywhere or n.pool == "edge"}
         self.wait_healthy(name, serving if everywhere or nodes is None else set(nodes))
         self.wait_serving(gw)
@@ -146,9 +185,13 @@ class Traffic:
     # --- the load balancer --------------------------------------------------------------
 
     def lb_health(self, name: str) -> dict[str, bool]:
-        """Node -> healthy, as the load balancer sees the gateway's Service now."""
+        """Node -> whether the load balancer sends the gateway's new connections there
+        now: healthy, and not yet deregistered for its exclusion label."""
         svc = self.lab.load_balancer().get(f"{NS}/{name}", {})
-        return {node: bool(h["healthy"]) for node, h in svc.get("nodes", {}).items()}
+        return {
+            node: bool(h["healthy"]) and bool(h.get("inPool", True))
+            for node, h in svc.get("nodes", {}).items()
+        }
 
     def wait_healthy(self, name: str, nodes: set[str], timeout: float = 60) -> dict[str, bool]:
         """Wait until the load balancer finds exactly ``nodes`` healthy."""
@@ -173,6 +216,47 @@ class Traffic:
         wait_for(serves, f"a 200 from the echo backend through {gw.name}", timeout=60)
 
     # --- requests -----------------------------------------------------------------------
+
+    def raw_get(
+        self,
+        client: str,
+        host: str,
+        lines: Iterable[tuple[str, str]],
+        port: int = 80,
+        host_header: str = "gateway.example",
+    ) -> dict[str, Any]:
+        """What the echo backend saw of one GET whose header lines are sent exactly as
+        given (any name, any case, the same name twice), from ``client``'s namespace."""
+        head = f"GET /json HTTP/1.1\r\nHost: {host_header}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in lines)
+        head += "Connection: close\r\n\r\n"
+
+        def send() -> tuple[int, bytes]:
+            with socket.create_connection((host, port), timeout=5) as sock:
+                sock.sendall(head.encode())
+                response = http.client.HTTPResponse(sock)
+                response.begin()
+                return response.status, response.read()
+
+        status, body = lab.net.call_in(client, send)
+        assert status == 200, f"{status}: {body[:300]!r}"
+        seen: dict[str, Any] = json.loads(body)
+        return seen
+
+    def load(self, gw: Gateway, client: str = "") -> Load:
+        """The disruption tests' load through the gateway's load-balancer address: new
+        connections, keep-alive connections and slow requests that outlast the pods'
+        preStop delay, each answered by the echo backend on a worker."""
+        return Load(
+            client or self.lab.topology.clients[0].name,
+            gw.address,
+            backend_nodes={n.name for n in self.lab.topology.workers},
+            new_rate=NEW_RATE,
+            keep_alive=KEEP_ALIVE,
+            keep_alive_rate=KEEP_ALIVE_RATE,
+            slow_delay=gw.pre_stop + 2.0,
+            slow_every=0.5,
+        )
 
     def get(
         self, client: str, host: str, port: int = 80, headers: dict[str, str] | None = None
@@ -256,3 +340,107 @@ class Poller:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+@dataclass
+class Leaving:
+    """A controller pod seen leaving: when it got its deletionTimestamp (monotonic)."""
+
+    name: str
+    ip: str
+    node: str
+    deleted_at: float
+
+
+class PodWatcher(Poller):
+    """Every 100 ms: the gateway's controller pods, and when each started to leave."""
+
+    def __init__(self, traffic: Traffic, gateway: str) -> None:
+        super().__init__()
+        self.traffic, self.gateway = traffic, gateway
+        self.leaving: dict[str, Leaving] = {}
+
+    def poll(self) -> bool:
+        try:
+            pods = self.traffic.controller_pods(self.gateway)
+        except ApiException:
+            return False
+        now = time.monotonic()
+        for pod in pods:
+            name, ip = pod["metadata"]["name"], pod.get("status", {}).get("podIP", "")
+            if pod["metadata"].get("deletionTimestamp") and ip and name not in self.leaving:
+                self.leaving[name] = Leaving(name, ip, pod["spec"].get("nodeName", ""), now)
+        return False
+
+
+@contextmanager
+def disruption(traffic: Traffic, gw: Gateway, what: str) -> Iterator[Disrupted]:
+    """Run the gateway's load and a PodWatcher around a disruption; on leaving the block
+    check everything the data path promises, print the counts, and fail on any miss.
+
+        with disruption(traffic, gw, "edge-1 drained") as d:
+            ...  # disrupt, and wait until it is over
+            d.end()  # the disruption window ends here (default: the end of the block)
+    """
+    load, watcher = traffic.load(gw), PodWatcher(traffic, gw.name)
+    with load, watcher:
+        time.sleep(3)
+        done = Disrupted(time.monotonic())
+        yield done
+        done.ended = done.ended or time.monotonic()
+        # Connections of the leaving pods end within a drain; let that pass under load.
+        time.sleep(gw.pre_stop)
+    results = load.stop()
+    done.check(results, watcher.leaving, gw, what)
+
+
+@dataclass
+class Disrupted:
+    started: float
+    ended: float = 0.0
+    leaving: dict[str, Leaving] = field(default_factory=dict)
+
+    def end(self) -> None:
+        self.ended = time.monotonic()
+
+    def check(self, results: Results, leaving: dict[str, Leaving], gw: Gateway, what: str) -> None:
+        self.leaving = leaving
+        window = (self.started, self.ended)
+        print(f"{what}: {results.summary(*window)}")
+        print(
+            "  leaving pods: "
+            + ", ".join(
+                f"{p.name} ({p.ip} on {p.node}, +{p.deleted_at - self.started:.1f} s)"
+                for p in leaving.values()
+            )
+        )
+        failures = [
+            (round(o.at - self.started, 2), o.kind, o.reused, o.error) for o in results.failures
+        ]
+        assert failures == [], f"{len(failures)} failed requests (s after the start): {failures}"
+        seconds = results.per_second(*window)
+        floor = MIN_SHARE_PER_SECOND * (NEW_RATE + KEEP_ALIVE * KEEP_ALIVE_RATE)
+        assert seconds, "no whole second in the disruption window"
+        assert min(seconds) >= floor, f"successes per second: {seconds}"
+        assert results.max_latency() <= MAX_LATENCY, f"slowest: {results.max_latency():.3f} s"
+        assert leaving, "no controller pod left: nothing was disrupted"
+        ips = {p.ip: p for p in leaving.values()}
+        # A keep-alive connection was on a pod that left, after the disruption began.
+        held = results.keep_alive_proxies(since=self.started)
+        on_leaving = [c for c, proxies in held.items() if proxies & ips.keys()]
+        assert on_leaving, f"no keep-alive connection on a leaving pod: {held}"
+        # A slow request was on its way on a leaving pod when that pod got SIGTERM (its
+        # preStop delay over), and it completed.
+        slow = results.of(("slow",))
+        assert all(gw.pre_stop + 2 <= o.latency <= gw.pre_stop + 4 for o in slow)
+        across = [o for o in slow if o.proxy in ips and _spans(o, ips[o.proxy], gw.pre_stop)]
+        print(
+            f"  {len(on_leaving)} keep-alive connections on leaving pods, {len(across)} slow"
+            f" requests ({gw.pre_stop + 2} s) in flight across a leaving pod's SIGTERM"
+        )
+        assert across, "no slow request was in flight on a leaving pod at its SIGTERM"
+
+
+def _spans(o: Outcome, pod: Leaving, pre_stop: int) -> bool:
+    sigterm = pod.deleted_at + pre_stop
+    return o.at < sigterm < o.at + o.latency

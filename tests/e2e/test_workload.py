@@ -25,7 +25,7 @@ from tests.e2e.operator import OperatorProcess
 MakeNode = Callable[..., dict[str, Any]]
 NS = names.DEFAULT_NAMESPACE
 CONTROLLER = f"{names.COMPONENT_LABEL}={names.COMPONENT_CONTROLLER}"
-#: Fast drain timing for tests: minReadySeconds and the preStop delay become 2 s.
+#: Fast drain timing for tests: minReadySeconds becomes 2 s, the preStop delay 3 s.
 FAST_ROLLOUT = {"loadBalancerHealthCheck": {"intervalSeconds": 1, "unhealthyThreshold": 1}}
 OWNED = (
     ("ServiceAccount", "v1", "serviceaccounts"),
@@ -366,7 +366,8 @@ def test_ingress_nginx_rollout_keeps_ingress_status_and_the_shutdown_budget(
     stops, and may take the drain plus the new grace to stop."""
     edge, _ = edge_pool(make_node, unique, count=2)
     name = f"wl-{unique}"
-    drain = 2  # FAST_ROLLOUT: 1 s x (1 + 1)
+    # FAST_ROLLOUT: 1 s x (1 + 1), then one interval for keep-alive connections to close.
+    pre_stop = 3
     gateways.create(
         name,
         spec_for(
@@ -398,8 +399,9 @@ def test_ingress_nginx_rollout_keeps_ingress_status_and_the_shutdown_budget(
         assert [a for a in args if a.startswith("--update-status-on-shutdown")] == [
             "--update-status-on-shutdown=false"
         ], pod["metadata"]["name"]
-        assert pod["spec"]["terminationGracePeriodSeconds"] == drain + 40
-        assert pod["spec"]["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == drain
+        assert pod["spec"]["terminationGracePeriodSeconds"] == pre_stop + 40
+        lifecycle = pod["spec"]["containers"][0]["lifecycle"]
+        assert lifecycle["preStop"]["sleep"]["seconds"] == pre_stop
     config = cluster.core.read_namespaced_config_map(name, NS).data
     assert config["worker-shutdown-timeout"] == "35s"
     assert config["use-forwarded-headers"] == "false"
