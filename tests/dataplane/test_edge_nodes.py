@@ -284,11 +284,11 @@ def test_controller_pod_deleted_by_hand_under_load(traffic: Traffic, unique: str
 
 
 def test_a_load_balancer_slower_than_declared_fails_requests(traffic: Traffic, unique: str) -> None:
-    """The negative control: the gateway declares a 1 s x 2 health check (the pod leaves
-    4 s after the eviction), the load balancer really checks every 3 s and acts after 3
-    results, and honours the exclusion label only after a minute. It keeps sending new
-    connections to the drained node after its pod is gone: the same drain as above must
-    now count failed requests."""
+    """The negative control: the gateway declares a 1 s x 2 health check (the pod stops
+    accepting 4 s after the eviction), the load balancer really checks every 3 s and acts
+    after 3 results, and honours the exclusion label only after a minute. It keeps
+    sending new connections to the drained node after its pod has stopped accepting: the
+    same drain as above must now count failed requests."""
     name = f"neg-{unique}"
     gw = traffic.gateway(
         name,
@@ -317,11 +317,15 @@ def test_a_load_balancer_slower_than_declared_fails_requests(traffic: Traffic, u
     failed = results.failures
     print(
         f"negative control, {victim} drained behind a load balancer slower than declared:"
-        f" {results.summary()}; pod gone after {watcher.pods_gone_at - started:.1f} s, the"
-        f" load balancer stopped sending after {watcher.excluded_at - started:.1f} s;"
+        f" {results.summary()}; preStop {gw.pre_stop} s, pod gone after"
+        f" {watcher.pods_gone_at - started:.1f} s, the load balancer stopped sending after"
+        f" {watcher.excluded_at - started:.1f} s;"
         f" failures from +{min((o.at for o in failed), default=0) - started:.1f} s to"
         f" +{max((o.at for o in failed), default=0) - started:.1f} s"
     )
-    assert watcher.pods_gone_at < watcher.excluded_at
+    # The pod stopped accepting after its preStop delay, the load balancer kept sending
+    # well after it, and new connections in between failed.
+    assert watcher.excluded_at - started > gw.pre_stop + 2
     assert len(failed) > 0
     assert {o.kind for o in failed} >= {"new"}
+    assert min(o.at for o in failed) - started >= gw.pre_stop
