@@ -96,3 +96,37 @@ def test_slow_load_balancer_rollout_drops_nothing(traffic: Traffic, unique: str)
     """The load balancer checks every 5 s and acts after 3 results: minReadySeconds is
     20 s, the preStop delay 25 s."""
     _rollout_under_load(traffic, f"slow-{unique}", {"intervalSeconds": 5, "unhealthyThreshold": 3})
+
+
+def test_without_the_keep_alive_limit_a_rollout_fails_requests_on_reused_connections(
+    traffic: Traffic, unique: str
+) -> None:
+    """The second negative control: the same rollout with Traefik's keepAliveMaxTime set
+    back to 0 (off, upstream's default) by controller.extraArgs, which come last and
+    win. Keep-alive connections then stay on the old pods until SIGTERM, where
+    http.Server.Shutdown closes them while idle, and the next request on each fails."""
+    name = f"nokl-{unique}"
+    off = [f"--entryPoints.{ep}.transport.keepAliveMaxTime=0s" for ep in ("web", "websecure")]
+    gw = traffic.gateway(
+        name,
+        rollout={"loadBalancerHealthCheck": {"intervalSeconds": 1, "unhealthyThreshold": 2}},
+        controller={"extraArgs": off},
+    )
+    before = traffic.cluster.deployment(NS, name)["spec"]["template"]["metadata"]["labels"]
+    revision = before[names.TEMPLATE_HASH_LABEL]
+    with traffic.load(gw) as load:
+        time.sleep(3)
+        started = time.monotonic()
+        traffic.gateways.patch(
+            name, {"spec": {"controller": {"extraArgs": [*off, "--log.level=DEBUG"]}}}
+        )
+        wait_for(lambda: _rolled_out(traffic, name, revision), f"{name} rolled out", timeout=240)
+        time.sleep(gw.pre_stop)
+    results = load.stop()
+    reused = [o for o in results.failures if o.kind == "keep-alive" and o.reused]
+    print(
+        f"negative control, rollout without the keep-alive limit: {results.summary()};"
+        f" failed on reused connections at"
+        f" {[round(o.at - started, 1) for o in reused]} s after the change"
+    )
+    assert reused

@@ -109,6 +109,7 @@ class Traffic:
         *,
         lb_check: dict[str, int] | None = None,
         deregistration_delay: float | None = None,
+        controller: dict[str, Any] | None = None,
     ) -> Gateway:
         """Create a gateway on the lab's edge candidates and wait until it serves.
 
@@ -138,6 +139,8 @@ class Traffic:
         }
         if client_ip:
             spec["clientIP"] = client_ip
+        if controller:
+            spec["controller"] = controller
         self.gateways.create(name, spec)
         self._ingress(name)
         self.gateways.wait_condition(name, "Ready", "True", timeout=120)
