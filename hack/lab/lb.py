@@ -125,6 +125,8 @@ class LoadBalancer:
         self.pool = ThreadPoolExecutor(16, initializer=net.enter, initargs=(LB,))
         self.applied: tuple[str, str] | None = None
         self.local_vips: set[str] = set()
+        #: Address -> the Service it was serving when conntrack last saw it.
+        self.vip_owner: dict[str, str] = {}
         self.state_file = root / "lb" / "state.json"
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
 
@@ -316,7 +318,20 @@ class LoadBalancer:
                 )
         return proxies.proxy_protocol_config(frontends) if frontends else ""
 
+    def _forget_flows(self) -> None:
+        """Delete the connection-tracking entries of every address whose Service is gone
+        or changed. An address goes to the next Service at once, and the kernel would
+        send a new connection whose ports match a flow it still tracks (one that timed
+        out in SYN_SENT stays 2 minutes) to the old Service's nodePort, which refuses
+        it: a cloud's new listener has no such memory."""
+        owners = {w.vip: w.key for w in self.wanted.values()}
+        for vip, key in self.vip_owner.items():
+            if owners.get(vip) != key:
+                net.run("conntrack", "-D", "-d", vip, ns=LB, check=False)
+        self.vip_owner = owners
+
     def forward(self) -> None:
+        self._forget_flows()
         ruleset, proxy = self._nat_ruleset(), self._proxy_config()
         if (ruleset, proxy) == self.applied:
             return
