@@ -281,6 +281,32 @@ INVALID: list[Case] = [
         field="spec.clientIP.trustedCIDRs[0]",
     ),
     invalid(
+        "match-label-key-with-spaces",
+        {"nodes": {"selector": {"matchLabels": {"bad key with spaces": "edge"}}}},
+        api.MATCH_LABEL_KEYS.message,
+        field="spec.nodes.selector.matchLabels",
+    ),
+    invalid(
+        "match-label-key-bad-prefix",
+        {"nodes": {"selector": {"matchLabels": {"Example.com/pool": "edge"}}}},
+        api.MATCH_LABEL_KEYS.message,
+        field="spec.nodes.selector.matchLabels",
+    ),
+    invalid(
+        "match-expression-key-with-spaces",
+        {
+            "nodes": {
+                "selector": {
+                    "matchLabels": None,
+                    "matchExpressions": [{"key": "bad key", "operator": "Exists"}],
+                }
+            }
+        },
+        model="should match pattern",
+        server="should match",
+        field="spec.nodes.selector.matchExpressions[0].key",
+    ),
+    invalid(
         "remove-header-managed",
         {"clientIP": {"removeHeaders": ["True-Client-IP", "x-real-ip"]}},
         api.NOT_A_MANAGED_HEADER.message,

@@ -137,6 +137,12 @@ DEFAULT_REMOVE_HEADERS = (
     "X-Azure-ClientIP",
     "X-Azure-SocketIP",
 )
+MATCH_LABEL_KEYS = CelRule(
+    f"self.all(k, size(k) <= {MAX_QUALIFIED_NAME} && k.matches(r'{QUALIFIED_NAME}'))",
+    "nodes.selector.matchLabels keys must be label keys: an optional DNS-subdomain prefix"
+    " and '/', then up to 63 letters, digits, '-', '_' or '.', starting and ending with a"
+    " letter or digit (e.g. nodepool or example.com/pool)",
+)
 PORTS_DIFFER = CelRule(
     "self.http != self.https",
     "service.ports.http and service.ports.https must differ",
@@ -248,7 +254,20 @@ class LabelSelector(Model):
         default_factory=dict,
         max_length=64,
         description="Nodes must carry every one of these labels with exactly these values.",
+        json_schema_extra=validations(MATCH_LABEL_KEYS),
     )
+
+    @model_validator(mode="after")
+    def _label_keys(self) -> LabelSelector:
+        bad = [
+            k
+            for k in self.match_labels
+            if len(k) > MAX_QUALIFIED_NAME or not re.match(QUALIFIED_NAME, k)
+        ]
+        if bad:
+            raise ValueError(f"{bad[0]!r}: {MATCH_LABEL_KEYS.message}")
+        return self
+
     match_expressions: list[LabelSelectorRequirement] = Field(
         default_factory=list,
         max_length=64,
