@@ -203,6 +203,7 @@ class LoadBalancer:
                 deregistration_delay=max(0.0, delay),
             )
         self.wanted = wanted
+        self._forget_flows()
         keep = {(k, n) for k in wanted for n in self.nodes}
         for gone in set(self.health) - keep:
             del self.health[gone]
@@ -331,7 +332,6 @@ class LoadBalancer:
         self.vip_owner = owners
 
     def forward(self) -> None:
-        self._forget_flows()
         ruleset, proxy = self._nat_ruleset(), self._proxy_config()
         if (ruleset, proxy) == self.applied:
             return

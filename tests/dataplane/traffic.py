@@ -59,11 +59,13 @@ class Gateway:
     pre_stop: int = 0  # the controller pods' preStop delay, seconds
 
 
-def lb_annotations(check: dict[str, int], deregistration_delay: float | None) -> dict[str, str]:
+def lb_annotations(
+    check: api.LoadBalancerHealthCheck, deregistration_delay: float | None
+) -> dict[str, str]:
     """The lab load balancer's own settings, as a cloud reads them from annotations."""
     settings = {
-        lb.INTERVAL_ANNOTATION: str(check.get("intervalSeconds", 10)),
-        lb.THRESHOLD_ANNOTATION: str(check.get("unhealthyThreshold", 3)),
+        lb.INTERVAL_ANNOTATION: str(check.interval_seconds),
+        lb.THRESHOLD_ANNOTATION: str(check.unhealthy_threshold),
     }
     if deregistration_delay is not None:
         settings[lb.DEREGISTRATION_ANNOTATION] = str(deregistration_delay)
@@ -122,10 +124,15 @@ class Traffic:
         its ``deregistration_delay`` (default: the lab's, 15 s).
         """
         rollout = rollout or {"loadBalancerHealthCheck": FAST_CHECK}
-        declared = rollout.get("loadBalancerHealthCheck", {})
+        declared = api.Rollout.model_validate(rollout)
+        check = (
+            api.LoadBalancerHealthCheck.model_validate(lb_check)
+            if lb_check
+            else declared.load_balancer_health_check
+        )
         service = dict(service or {})
         service["annotations"] = {
-            **lb_annotations(lb_check or declared, deregistration_delay),
+            **lb_annotations(check, deregistration_delay),
             **service.get("annotations", {}),
         }
         spec: dict[str, Any] = {
@@ -145,7 +152,7 @@ class Traffic:
         self._ingress(name)
         self.gateways.wait_condition(name, "Ready", "True", timeout=120)
         gw = self._describe(name)
-        gw.pre_stop = pre_stop_seconds(api.Rollout.model_validate(rollout))
+        gw.pre_stop = pre_stop_seconds(declared)
         # Under Cluster the load balancer checks kube-proxy itself: every node passes.
         everywhere = service.get("externalTrafficPolicy") == "Cluster"
         serving = {n.name for n in self.lab.topology.nodes if everywhere or n.pool == "edge"}

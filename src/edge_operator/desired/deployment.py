@@ -155,7 +155,9 @@ def pod_template(owner: Owner, spec: api.EdgeGatewaySpec, rendered: Rendered) ->
     mounts: list[dict[str, Any]] = [
         {"name": volume, "mountPath": path} for path, volume in rendered.scratch.items()
     ]
-    if rendered.config_mount:
+    # A provider that reads its ConfigMap as a file gets it mounted, with its hash below.
+    mounted = bool(rendered.config_mount) and rendered.config is not None
+    if mounted:
         mounts.append({"name": CONFIG_VOLUME, "mountPath": rendered.config_mount, "readOnly": True})
     if mounts:
         container["volumeMounts"] = mounts
@@ -172,7 +174,7 @@ def pod_template(owner: Owner, spec: api.EdgeGatewaySpec, rendered: Rendered) ->
     }
     volumes: list[dict[str, Any]] = [{"name": v, "emptyDir": {}} for v in rendered.scratch.values()]
     annotations = {**spec.controller.pod_annotations, **mesh_annotations}
-    if rendered.config_mount and rendered.config is not None:
+    if mounted and rendered.config is not None:
         volumes.append(
             {"name": CONFIG_VOLUME, "configMap": {"name": names.workload_name(owner.name)}}
         )
