@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything hack/lab runs, built or installed once and cached by version:
 #   - Debian packages: containerd, runc, CNI plugins, socat, nftables, iptables,
-#     conntrack, haproxy (installed when missing; needs root);
+#     conntrack, haproxy, mmdebstrap for the operator's image (installed when missing; needs root);
 #   - kubelet and kube-proxy of the control plane's version (hack/build-k8s.sh);
 #   - Traefik of the version given as $1, the operator's pinned default (hack/build-traefik.sh);
 #   - the lab's own echo backend and pause programs (hack/lab/cmd), keyed by their source.
@@ -14,6 +14,7 @@ cache="${EDGE_OPERATOR_CACHE:-$HOME/.cache/edge-operator}"
 declare -A packages=(
   [containerd]=containerd [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins
   [socat]=socat [nft]=nftables [iptables]=iptables [conntrack]=conntrack [haproxy]=haproxy
+  [mmdebstrap]=mmdebstrap
 )
 missing=()
 for cmd in "${!packages[@]}"; do

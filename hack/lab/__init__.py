@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import image as operator_image
 import localcluster
 from lab import images, net, proxies
 from lab import node as nodes
@@ -149,7 +150,12 @@ def build() -> dict[str, Path]:
     if proc.returncode:
         raise LabError("hack/build-lab.sh failed (its output is above)")
     found = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
-    return {name: Path(path) for name, path in found.items()}
+    built = {name: Path(path) for name, path in found.items()}
+    # The chart's operator pod runs this image, imported into every node as it is named.
+    built["operator-image"] = operator_image.cached(
+        operator_image.Spec(), "amd64", localcluster.cache_dir()
+    )
+    return built
 
 
 def _images(binaries: dict[str, Path]) -> list[images.Image]:
@@ -486,7 +492,7 @@ def _up(root: Path, topology: Topology) -> Lab:
     bins = build()
     archives = [
         images.archive(image, localcluster.cache_dir() / "lab-images") for image in _images(bins)
-    ]
+    ] + [bins["operator-image"]]
     cluster_dir = root / "cluster"
     try:
         localcluster.up(cluster_dir, nodes=0)

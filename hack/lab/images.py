@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import oci
 
 # Paths inside the image that must exist as directories (pods mount over /tmp).
 _DIRS = ("tmp", "etc")
@@ -50,10 +50,6 @@ def normalise(name: str) -> str:
     return f"{first}/{rest}"
 
 
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def _layer(image: Image) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -68,14 +64,6 @@ def _layer(image: Image) -> bytes:
     return buf.getvalue()
 
 
-def _blob(tar: tarfile.TarFile, data: bytes) -> dict[str, object]:
-    digest = _sha256(data)
-    info = tarfile.TarInfo(f"blobs/sha256/{digest.removeprefix('sha256:')}")
-    info.size, info.mtime = len(data), 0
-    tar.addfile(info, io.BytesIO(data))
-    return {"digest": digest, "size": len(data)}
-
-
 def write_archive(image: Image, path: Path) -> None:
     """Write ``image`` as an OCI image layout archive at ``path`` (atomically)."""
     layer = _layer(image)
@@ -83,40 +71,8 @@ def write_archive(image: Image, path: Path) -> None:
         "architecture": "amd64",
         "os": "linux",
         "config": {"Entrypoint": list(image.entrypoint), "Env": list(image.env)},
-        "rootfs": {"type": "layers", "diff_ids": [_sha256(layer)]},
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        layer_desc = {"mediaType": "application/vnd.oci.image.layer.v1.tar", **_blob(tar, layer)}
-        config_desc = {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            **_blob(tar, json.dumps(config, sort_keys=True).encode()),
-        }
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": config_desc,
-            "layers": [layer_desc],
-        }
-        manifest_desc = {
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            **_blob(tar, json.dumps(manifest, sort_keys=True).encode()),
-            # containerd names the imported image after this annotation.
-            "annotations": {
-                "io.containerd.image.name": image.ref,
-                "org.opencontainers.image.ref.name": image.ref.rsplit(":", 1)[-1],
-            },
-        }
-        for name, data in (
-            ("oci-layout", {"imageLayoutVersion": "1.0.0"}),
-            ("index.json", {"schemaVersion": 2, "manifests": [manifest_desc]}),
-        ):
-            raw = json.dumps(data, sort_keys=True).encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = len(raw), 0
-            tar.addfile(info, io.BytesIO(raw))
-    os.replace(tmp, path)
+    oci.write_layout(path, image.ref, config, [(layer, layer)])
 
 
 def archive(image: Image, cache: Path) -> Path:

@@ -216,10 +216,12 @@ def _run(args: argparse.Namespace) -> int:
         config = leader.LeaseConfig(
             args.leader_election_namespace, args.leader_election_id, identity
         )
-        elector = leader.Elector(Kube.connect(), config, observed=probes.STATE.standby_ok)
+        lease_client = Kube.connect()
+        lease_client.timeout = config.request_timeout
+        elector = leader.Elector(lease_client, config, observed=probes.STATE.standby_ok)
         elector.acquire()
         # A leader that cannot renew must stop writing before a standby takes over.
-        elector.keep(on_lost=lambda: os._exit(1))
+        elector.keep(on_lost=leader.fence)
     else:
         metrics.LEADER.labels(args.leader_election_id).set(1)
     liveness = f"http://127.0.0.1:{_free_loopback_port()}/healthz"

@@ -229,10 +229,12 @@ class Client:
     """The one way to the API server: a request (``_request``) or a watch, with the
     client's connection pool and credentials, one error mapping and one metrics table."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, timeout: float | None = None) -> None:
         # The client's connection pool and credentials only: every request goes through
         # _request, so there is one path, one error mapping and one metrics table.
         self.api = api
+        #: Seconds a request may take (connect and each read); None: no limit.
+        self.timeout = timeout
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None) -> Self:
@@ -275,7 +277,9 @@ class Client:
         )
         verb, resource = request_labels(method, path)
         try:
-            response = self.api.call_api(method, url, header_params=headers, body=payload)
+            response = self.api.call_api(
+                method, url, header_params=headers, body=payload, _request_timeout=self.timeout
+            )
             data = response.read()
         except ApiException as error:
             _count(verb, resource, int(error.status or 0))

@@ -7,12 +7,25 @@ The holder renews it every ``retry`` seconds; if it cannot for
 restarted as a standby), because after ``lease_seconds`` another replica may
 take over. Timings are client-go's and controller-runtime's defaults.
 
+A leader cut off from the API server (its node's link down) must not write after a
+standby may have taken over, not even when the link comes back: its renewals time out
+(``request_timeout``), a watchdog that no stuck request can hold up fences it at
+``renew_deadline``, and the fence (``fence``) resets every TCP connection of the process
+before it exits, so no request sent but not yet delivered reaches the API server later
+(the kernel would otherwise keep retransmitting it from the closed socket). It is then
+restarted as a standby, which reads the Lease before anything else.
+
 The decisions are pure functions of (lease, identity, now); ``Elector`` does I/O.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
+import stat
+import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +49,8 @@ class LeaseConfig:
     lease_seconds: int = 15
     renew_deadline: float = 10.0
     retry: float = 2.0
+    #: Seconds one read or write of the Lease may take.
+    request_timeout: float = 5.0
 
 
 def micro_time(now: datetime) -> str:
@@ -92,6 +107,28 @@ def released(lease: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         holderIdentity=None, leaseDurationSeconds=1, renewTime=stamp, acquireTime=stamp
     )
     return out
+
+
+def fence() -> None:
+    """Exit at once, resetting every TCP connection of the process first (SO_LINGER 0:
+    the kernel sends RST and drops what it had not delivered, instead of retransmitting
+    it after the process is gone). For a leader that lost its Lease."""
+    linger = struct.pack("ii", 1, 0)
+    for entry in os.scandir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            fd = int(entry.name)
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                sock = socket.socket(fileno=fd)
+                try:
+                    if sock.type == socket.SOCK_STREAM and sock.family in (
+                        socket.AF_INET,
+                        socket.AF_INET6,
+                    ):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                finally:
+                    sock.detach()
+    logging.shutdown()
+    os._exit(1)
 
 
 class Elector:
@@ -156,26 +193,34 @@ class Elector:
         log.info("became the leader (Lease %s/%s)", self.config.namespace, self.config.name)
 
     def keep(self, on_lost: Callable[[], None]) -> threading.Thread:
-        """Renew in a daemon thread; call ``on_lost`` when renewing failed for too long."""
+        """Renew in a daemon thread; call ``on_lost`` once renewing has failed for
+        ``renew_deadline`` seconds, from a watchdog thread that a renewal stuck in a
+        request cannot hold up."""
+        renewed = [time.monotonic()]
+        reason = ["no renewal yet"]
 
         def renew() -> None:
-            last = time.monotonic()
             while self.leading.is_set():
                 time.sleep(self.config.retry)
                 try:
                     if self.try_acquire_or_renew():
-                        last = time.monotonic()
+                        renewed[0] = time.monotonic()
                         continue
-                    reason = "another replica holds it"
+                    reason[0] = "another replica holds it"
                 except KubeError as error:
-                    reason = str(error)
-                if time.monotonic() - last > self.config.renew_deadline:
-                    log.error("lost the Lease (%s); stopping", reason)
+                    reason[0] = str(error)
+
+        def watch() -> None:
+            while self.leading.is_set():
+                if time.monotonic() - renewed[0] > self.config.renew_deadline:
+                    log.error("lost the Lease (%s); stopping", reason[0])
                     self.leading.clear()
                     metrics.LEADER.labels(self.config.name).set(0)
                     on_lost()
                     return
+                time.sleep(0.2)
 
+        threading.Thread(target=watch, name="lease-watchdog", daemon=True).start()
         thread = threading.Thread(target=renew, name="lease-renewer", daemon=True)
         thread.start()
         return thread
