@@ -12,7 +12,7 @@ CLUSTER_DIR ?= $(HOME)/.cache/edge-operator/cluster
 KUBECONFIG_LOCAL := $(CLUSTER_DIR)/kubeconfig
 LAB_DIR ?= $(HOME)/.cache/edge-operator/lab
 
-.PHONY: help install tools lab-tools test unit e2e dataplane bench lint generate crds run cluster-up cluster-down lab-up lab-down demo e2e-kind clean
+.PHONY: help install tools lab-tools test unit e2e dataplane bench lint generate crds run cluster-up cluster-down lab-up lab-down demo e2e-kind clean image dockerfile lock
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -83,6 +83,20 @@ lab-down: ## stop the lab and remove everything it made (namespaces, mounts, cgr
 
 demo: install tools ## the lab (or kwok nodes where it cannot run) + chart + operator + examples/basic.yaml + a real request
 	CLUSTER_DIR=$(CLUSTER_DIR) LAB_DIR=$(LAB_DIR) hack/demo.sh
+
+ARCH ?= amd64
+
+image: install ## the operator's OCI image (no Docker: mmdebstrap + pip + hack/image.py) and its SBOM in dist/; prints digest and size
+	@command -v mmdebstrap >/dev/null || { [ "$$(id -u)" -eq 0 ] && apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends mmdebstrap; }
+	$(BIN)/python hack/image.py build --arch $(ARCH) --output dist
+
+dockerfile: install ## regenerate the Dockerfile from hack/image.py's description of the image
+	$(BIN)/python hack/image.py dockerfile > Dockerfile
+
+lock: install ## re-resolve hack/requirements.lock (the image's Python dependencies, with hashes) from pyproject.toml
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-unknown-linux-gnu --no-header --custom-compile-command "make lock" \
+	  -o hack/requirements.lock
 
 e2e-kind: install ## the e2e suite on a kind cluster (needs Docker; cannot run on machines without it)
 	hack/e2e-kind.sh

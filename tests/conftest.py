@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
 from tests.e2e.cluster import Cluster, Gateways
-from tests.e2e.operator import OperatorProcess
 
 E2E_DIR = Path(__file__).parent / "e2e"
 #: Tiers that need the lab of real nodes (hack/lab).
@@ -65,13 +65,18 @@ def unique() -> str:
     return uuid.uuid4().hex[:6]
 
 
+class Operator(Protocol):
+    """The tier's operator: a process (tests/e2e) or the chart's pods (tests/dataplane)."""
+
+    def ensure_running(self) -> None: ...
+
+
 @pytest.fixture
-def gateways(cluster: Cluster, operator: OperatorProcess) -> Iterator[Gateways]:
+def gateways(cluster: Cluster, operator: Operator) -> Iterator[Gateways]:
     """Create EdgeGateways for this test; they are deleted (nodes restored) when it ends.
 
     ``cluster`` and ``operator`` are the tier's own (tests/e2e or tests/dataplane)."""
     made = Gateways(cluster)
     yield made
-    if operator.proc is None:
-        operator.start()
+    operator.ensure_running()
     made.delete_all()

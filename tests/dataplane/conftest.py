@@ -2,8 +2,9 @@
 
 The tier starts the lab (hack/lab: a local control plane, real nodes running
 containerd, kubelet and kube-proxy in network namespaces, a cloud-like load balancer,
-client and CDN namespaces) in a temporary directory, installs the Helm chart, runs the
-operator as a process, and stops everything when the last test of the tier is done.
+client and CDN namespaces) in a temporary directory, installs the Helm chart with its
+operator pod (the image `make image` builds, imported into every node), and
+stops everything when the last test of the tier is done.
 
 Where the lab cannot run (not root, no network namespaces) the tier is skipped with
 the reason; under CI (CI=true), which runs as root, it fails instead.
@@ -18,9 +19,9 @@ import pytest
 
 import lab
 from tests.dataplane.machine import leftovers, require_lab, shared_files
+from tests.dataplane.operator_pod import ChartOperator
 from tests.dataplane.traffic import Traffic
 from tests.e2e.cluster import Cluster, Gateways
-from tests.e2e.operator import OperatorProcess
 
 
 @pytest.fixture(scope="package")
@@ -36,27 +37,21 @@ def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.Lab]:
 
 @pytest.fixture(scope="package")
 def cluster(running_lab: lab.Lab) -> Cluster:
-    """The lab's control plane, with the Helm chart installed (no operator pod)."""
+    """The lab's control plane, with the Helm chart installed (no operator pod yet)."""
     connected = Cluster.connect(running_lab.kubeconfig, running_lab.cluster_dir)
+    ChartOperator(running_lab, connected).restricted_namespace()
     connected.install_chart()
     connected.wait_crd_established("edgegateways.edgeoperator.dev")
     return connected
 
 
 @pytest.fixture(scope="package")
-def operator(
-    cluster: Cluster, running_lab: lab.Lab, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(
-        running_lab.operator_kubeconfig,
-        tmp_path_factory.mktemp("operator") / "log",
-        resync_seconds=30,
-        metrics=True,
-        probe_edge_nodes=True,
-    )
-    process.start()
-    yield process
-    process.stop()
+def operator(cluster: Cluster, running_lab: lab.Lab) -> ChartOperator:
+    """The chart's operator pod (image from `make image`) on a worker node, in a
+    namespace that enforces Pod Security restricted."""
+    chart_operator = ChartOperator(running_lab, cluster)
+    chart_operator.install()
+    return chart_operator
 
 
 @pytest.fixture
@@ -71,9 +66,9 @@ def traffic(running_lab: lab.Lab, cluster: Cluster, gateways: Gateways) -> Itera
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     funcargs = getattr(item, "funcargs", {})
-    process = funcargs.get("operator")
-    if report.failed and isinstance(process, OperatorProcess):
-        report.sections.append(("operator log (tail)", process.tail(80)))
+    chart_operator = funcargs.get("operator")
+    if report.failed and isinstance(chart_operator, ChartOperator):
+        report.sections.append(("operator log (tail)", chart_operator.tail(80)))
     running = funcargs.get("running_lab")
     if report.failed and isinstance(running, lab.Lab):
         report.sections.append(("load balancer", str(running.load_balancer())))

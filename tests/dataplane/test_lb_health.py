@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from tests.dataplane.operator_pod import ChartOperator
 from tests.dataplane.traffic import (
     FAST_CHECK,
     KEEP_ALIVE,
@@ -22,7 +23,6 @@ from tests.dataplane.traffic import (
     Traffic,
 )
 from tests.e2e.cluster import condition, wait_for
-from tests.e2e.operator import OperatorProcess
 from tests.e2e.test_operations import samples
 
 HEALTHY = "EdgeNodesHealthy"
@@ -34,7 +34,7 @@ def _node_health(obj: dict[str, Any]) -> dict[str, bool | None]:
     }
 
 
-def _gauge(operator: OperatorProcess, gateway: str) -> dict[str, float]:
+def _gauge(operator: ChartOperator, gateway: str) -> dict[str, float]:
     """Node -> edge_operator_edge_node_lb_healthy of the gateway, from /metrics."""
     return {
         dict(labels)["node"]: value
@@ -44,7 +44,7 @@ def _gauge(operator: OperatorProcess, gateway: str) -> dict[str, float]:
 
 
 def test_kube_proxy_stopped_on_an_edge_node_is_named_and_recovers(
-    traffic: Traffic, operator: OperatorProcess, unique: str
+    traffic: Traffic, operator: ChartOperator, unique: str
 ) -> None:
     name = f"hc-{unique}"
     gw = traffic.gateway(name)

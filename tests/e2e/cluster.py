@@ -66,12 +66,14 @@ class Cluster:
     apps: client.AppsV1Api = field(init=False)
     custom: client.CustomObjectsApi = field(init=False)
     apiext: client.ApiextensionsV1Api = field(init=False)
+    coordination: client.CoordinationV1Api = field(init=False)
 
     def __post_init__(self) -> None:
         self.core = client.CoreV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self.apiext = client.ApiextensionsV1Api(self.api)
+        self.coordination = client.CoordinationV1Api(self.api)
 
     @classmethod
     def connect(cls, kubeconfig: Path, local_state: Path | None = None) -> Cluster:

@@ -9,8 +9,15 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Protocol
 
 from tests.e2e.cluster import wait_for
+
+
+class HasMetrics(Protocol):
+    """Anything whose /metrics page can be read: a process, the chart's pods."""
+
+    def metrics_text(self) -> str: ...
 
 
 def _free_port() -> int:
@@ -86,6 +93,11 @@ class OperatorProcess:
         except BaseException:
             self.stop()
             raise
+
+    def ensure_running(self) -> None:
+        """Started again if a test stopped it."""
+        if self.proc is None:
+            self.start()
 
     def probe(self, path: str) -> bool:
         """GET the health server's ``path``; True on 200."""

@@ -22,7 +22,7 @@ import localcluster
 from edge_operator import names
 from edge_operator.handlers import WATCHED
 from tests.e2e.cluster import Cluster, Gateways, wait_for
-from tests.e2e.operator import OperatorProcess
+from tests.e2e.operator import HasMetrics, OperatorProcess
 from tests.e2e.test_workload import (
     edge_pool,
     operator_writes,
@@ -35,7 +35,7 @@ NS = "edge-system"
 WRITE_VERBS = ("create", "patch", "update", "delete")
 
 
-def samples(process: OperatorProcess) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def samples(process: HasMetrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """Every sample of the /metrics page: (name, labels) -> value."""
     out = {}
     for family in text_string_to_metric_families(process.metrics_text()):
