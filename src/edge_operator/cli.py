@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
         help="namespace of the Lease (default $POD_NAMESPACE, else edge-system)",
     )
     run.add_argument(
+        "--deployment",
+        default="",
+        metavar="NAME",
+        help="the operator's own Deployment (the Helm chart sets it): a leader that stops"
+        " while it is deleted or scaled to 0 takes edgeoperator.dev/drain off every Node",
+    )
+    run.add_argument(
         "--metrics-port",
         type=int,
         default=0,
@@ -145,6 +152,27 @@ def _parser() -> argparse.ArgumentParser:
         help="kubeconfig to use (default: in-cluster credentials, else $KUBECONFIG or"
         " ~/.kube/config)",
     )
+
+    uninstall = commands.add_parser(
+        "uninstall",
+        help="the Helm chart's pre-delete hook: refuse while EdgeGateways exist, or delete"
+        " them and wait for their nodes to be restored",
+    )
+    uninstall.add_argument(
+        "--delete-gateways",
+        action="store_true",
+        help="delete every EdgeGateway and wait until each is gone (default: refuse)",
+    )
+    uninstall.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS")
+    uninstall.add_argument(
+        "--leader-election-id", default="edge-operator", metavar="NAME", help="the Lease"
+    )
+    uninstall.add_argument(
+        "--namespace",
+        default=os.environ.get("POD_NAMESPACE") or DEFAULT_NAMESPACE,
+        help="namespace of the Lease (default $POD_NAMESPACE, else edge-system)",
+    )
+    uninstall.add_argument("--kubeconfig", metavar="PATH", default=None)
 
     commands.add_parser("version", help="print the version")
     return parser
@@ -231,6 +259,10 @@ def _run(args: argparse.Namespace) -> int:
     try:
         kopf.run(clusterwide=True, standalone=True, liveness_endpoint=liveness)
     finally:
+        if args.deployment and (elector is None or elector.leading.is_set()):
+            from edge_operator import uninstall  # noqa: PLC0415
+
+            uninstall.on_exit(Kube.connect(), args.leader_election_namespace, args.deployment)
         if elector is not None:
             elector.release()
     return 0
@@ -244,6 +276,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edge_operator import plan  # noqa: PLC0415 - the Kubernetes client is heavy
 
         return plan.run(args.filename, args.kubeconfig)
+    if args.command == "uninstall":
+        from edge_operator import uninstall  # noqa: PLC0415
+        from edge_operator.kube import Kube  # noqa: PLC0415
+
+        return uninstall.run(
+            Kube.connect(args.kubeconfig),
+            delete_gateways=args.delete_gateways,
+            namespace=args.namespace,
+            lease_name=args.leader_election_id,
+            timeout=args.timeout,
+        )
     if args.command == "crd":
         if args.output_dir is None:
             sys.stdout.write(crd.render())
