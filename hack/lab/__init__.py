@@ -752,6 +752,31 @@ class Lab:
             pid = _start(self.root, name, argv)
         return pid
 
+    def cut(self, node: str) -> None:
+        """Cut a node off, its pods still running: its link to the node network down, and
+        its way to the API server (a forwarder on the node's own loopback, so the link
+        alone does not carry it) dropped in both directions, like a partition: nothing is
+        refused, packets vanish and senders retransmit."""
+        net.ip("link", "set", f"v-{node}", "down", ns=LB)
+        net.nft(
+            node,
+            "table inet eo-cut {\n"
+            "  chain input {\n"
+            "    type filter hook input priority filter - 10; policy accept;\n"
+            f"    ip daddr {API_ADDRESS} tcp dport {API_PORT} drop\n"
+            "  }\n"
+            "  chain output {\n"
+            "    type filter hook output priority filter - 10; policy accept;\n"
+            f"    ip saddr {API_ADDRESS} tcp sport {API_PORT} drop\n"
+            "  }\n"
+            "}\n",
+        )
+
+    def reconnect(self, node: str) -> None:
+        """Undo cut(): what senders retransmit gets through again."""
+        net.run("nft", "delete", "table", "inet", "eo-cut", ns=node)
+        net.ip("link", "set", f"v-{node}", "up", ns=LB)
+
     def processes(self) -> Iterator[tuple[str, int | None]]:
         for pid_file in sorted((self.root / "pids").glob("*.pid")):
             yield pid_file.stem, localcluster.process_pid(self.root, pid_file.stem)

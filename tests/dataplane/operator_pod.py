@@ -3,13 +3,14 @@
 The image is the one `make image` builds (hack/image.py), imported into every node's
 containerd under the chart's default reference; the chart is installed with its
 default values but the pull policy (``Never``: there is no registry) and a
-nodeSelector that keeps the operator on the lab's worker pool, into a namespace that
-enforces Pod Security ``restricted``.
+nodeSelector that keeps the operator on the lab's worker pool (``nodepool: general``),
+into a namespace that enforces Pod Security ``restricted``.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from typing import Any
 import chart
 import image as operator_image
 import lab
+import localcluster
 from lab import net
 from tests.e2e.cluster import Cluster, wait_for
 
@@ -31,13 +33,14 @@ RESTRICTED = {
 }
 
 
-def values(replicas: int = 1, **extra: str) -> dict[str, str]:
+def values(pool: str, replicas: int = 1, **extra: str) -> dict[str, str]:
+    """The chart's values for the lab: the image reference, no pulls, the worker pool."""
     spec = operator_image.Spec()
     return {
         "image.repository": spec.repository,
         "image.tag": spec.version,
         "image.pullPolicy": "Never",
-        "nodeSelector.nodepool": "worker",
+        "nodeSelector.nodepool": pool,
         "replicaCount": str(replicas),
         **extra,
     }
@@ -57,6 +60,7 @@ class ChartOperator:
         self.lab = running
         self.cluster = cluster
         self.replicas = 1
+        self.pool = running.topology.workers[0].pool
 
     # --- install -------------------------------------------------------------------------
 
@@ -67,16 +71,27 @@ class ChartOperator:
         except Exception:
             self.cluster.core.patch_namespace(chart.NAMESPACE, body)
 
-    def install(self, path: Path = chart.CHART, replicas: int = 1, **extra: str) -> None:
+    def install(
+        self,
+        path: Path = chart.CHART,
+        replicas: int = 1,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
         """``helm upgrade --install`` with the operator pods; wait until they are Ready
         and one leads."""
         self.restricted_namespace()
         self.replicas = replicas
         self.cluster.helm(
             "upgrade", "--install", chart.RELEASE, str(path), "--namespace", chart.NAMESPACE,
-            *chart.set_args(values(replicas, **extra)), "--wait", "--timeout", "3m",
+            *chart.set_args(values(self.pool, replicas, **(extra or {}))),
+            "--wait", "--timeout", "3m",
         )  # fmt: skip
         self.wait_ready()
+
+    def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """helm against the lab, its exit status left to the caller."""
+        argv = [str(localcluster.helm_path()), *args, "--kubeconfig", str(self.cluster.kubeconfig)]
+        return subprocess.run(argv, capture_output=True, text=True, check=False)
 
     def scale(self, replicas: int) -> None:
         self.cluster.apps.patch_namespaced_deployment_scale(
@@ -151,14 +166,46 @@ class ChartOperator:
         node = self.lab.topology.workers[0].name
         return self.from_node(node, f"http://{service.spec.cluster_ip}:{port}/metrics")
 
-    def logs(self, pod: str, since_seconds: int | None = None) -> str:
-        try:
-            text: str = self.cluster.core.read_namespaced_pod_log(
-                pod, chart.NAMESPACE, since_seconds=since_seconds
-            )
-        except Exception as error:
-            return f"(no log: {error})"
-        return text
+    def logs(self, pod: str, container: str = "operator") -> str:
+        """A container's log, every restart, from the kubelet's files (the lab's API
+        server does not reach kubelets for `kubectl logs`)."""
+        pattern = f"nodes/*/pod-logs/{chart.NAMESPACE}_{pod}_*/{container}/*.log"
+        lines = []
+        for path in sorted(self.lab.root.glob(pattern), key=lambda p: int(p.stem)):
+            # CRI log lines: TIME STREAM TAG MESSAGE
+            lines += [line.split(" ", 3)[-1] for line in path.read_text().splitlines()]
+        return "\n".join(lines)
+
+    def writable_paths(self, pod: str) -> list[str]:
+        """Every path the pod's operator process may write (as its own user, through its
+        own mounts): walked inside the container by the image's Python."""
+        pid = self.process(pod)
+        argv = ["nsenter", "-t", str(pid), "-m", "-r", "-S", "65532", "-G", "65532", "--"]
+        found = subprocess.run(
+            [*argv, "/usr/bin/python3.11", "-c", _WRITABLE],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert found.returncode == 0, found.stderr
+        return found.stdout.split()
+
+    def process(self, pod: str) -> int:
+        """The host PID of the pod's operator process (its log path names the pod UID)."""
+        uid = self.pod(pod)["metadata"]["uid"]
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+                cgroup = (proc / "cgroup").read_text()
+            except OSError:
+                continue
+            if cmdline.startswith(b"/usr/bin/python3.11\0/usr/local/bin/edge-operator") and (
+                f"pod{uid}" in cgroup
+            ):
+                return int(proc.name)
+        raise AssertionError(f"no operator process of pod {pod} ({uid})")
 
     def tail(self, lines: int = 60) -> str:
         out = []
@@ -167,6 +214,16 @@ class ChartOperator:
             out.append(f"--- {name} on {pod['spec'].get('nodeName')}")
             out += self.logs(name).splitlines()[-lines:]
         return "\n".join(out)
+
+
+_WRITABLE = """
+import os
+found = []
+for top, dirs, files in os.walk("/"):
+    dirs[:] = [d for d in dirs if os.path.join(top, d) not in ("/proc", "/sys")]
+    found += [p for p in [top, *(os.path.join(top, f) for f in files)] if os.access(p, os.W_OK)]
+print("\\n".join(sorted(found)))
+"""
 
 
 def audit_writers(audit_log: Path, since: float) -> list[tuple[float, str, str]]:

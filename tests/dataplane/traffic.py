@@ -149,9 +149,9 @@ class Traffic:
         if controller:
             spec["controller"] = controller
         self.gateways.create(name, spec)
-        self._ingress(name)
+        self.ingress(name)
         self.gateways.wait_condition(name, "Ready", "True", timeout=120)
-        gw = self._describe(name)
+        gw = self.describe(name)
         gw.pre_stop = pre_stop_seconds(declared)
         # Under Cluster the load balancer checks kube-proxy itself: every node passes.
         everywhere = service.get("externalTrafficPolicy") == "Cluster"
@@ -160,7 +160,7 @@ class Traffic:
         self.wait_serving(gw)
         return gw
 
-    def _describe(self, name: str) -> Gateway:
+    def describe(self, name: str) -> Gateway:
         svc = self.cluster.service(NS, name)
         ingress = (svc.get("status", {}).get("loadBalancer", {}) or {}).get("ingress") or []
         return Gateway(
@@ -170,7 +170,7 @@ class Traffic:
             health_check_node_port=svc["spec"].get("healthCheckNodePort", 0),
         )
 
-    def _ingress(self, name: str) -> None:
+    def ingress(self, name: str) -> None:
         body = {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "Ingress",
