@@ -12,7 +12,7 @@ CLUSTER_DIR ?= $(HOME)/.cache/edge-operator/cluster
 KUBECONFIG_LOCAL := $(CLUSTER_DIR)/kubeconfig
 LAB_DIR ?= $(HOME)/.cache/edge-operator/lab
 
-.PHONY: help install tools lab-tools test unit e2e dataplane bench lint generate crds run cluster-up cluster-down lab-up lab-down demo e2e-kind clean image dockerfile lock
+.PHONY: help install tools lab-tools test unit e2e dataplane bench lint generate crds run cluster-up cluster-down lab-up lab-down demo e2e-kind clean image dockerfile lock chart-package release-notes release-check
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -27,6 +27,7 @@ install: $(STAMP) ## virtualenv in .venv with the package (editable) and dev too
 
 tools: ## etcd, kube-apiserver/controller-manager/scheduler, kubectl and kwok, built once into ~/.cache/edge-operator
 	hack/build-k8s.sh >/dev/null
+	hack/build-actionlint.sh >/dev/null
 
 lab-tools: tools ## what the lab runs (as root): Debian packages, kubelet, kube-proxy, Traefik, echo; skipped where the lab cannot run
 	$(PYTHON) hack/lab build --if-possible
@@ -46,12 +47,13 @@ dataplane: install lab-tools ## dataplane tests only: real nodes, pods and packe
 bench: install tools ## benchmark on its own control plane: N kwok nodes, G gateways, one table (BENCH_ARGS='--nodes 5000')
 	$(BIN)/python hack/bench.py $(BENCH_ARGS)
 
-lint: install ## ruff (lint + format check), mypy --strict, and gofmt/go vet of the lab's Go programs
+lint: install ## ruff (lint + format check), mypy --strict, gofmt/go vet of the lab's Go programs, actionlint of .github/workflows
 	$(BIN)/ruff check src tests hack
 	$(BIN)/ruff format --check src tests hack
 	$(BIN)/mypy --strict src tests hack
 	test -z "$$(gofmt -l hack/lab)" || { gofmt -l hack/lab; exit 1; }
 	cd hack/lab && go vet ./...
+	"$$(hack/build-actionlint.sh)/actionlint" .github/workflows/*.yml
 
 CHART := deploy/helm/edge-operator
 
@@ -100,6 +102,18 @@ lock: install ## re-resolve hack/requirements.lock (the image's Python dependenc
 
 e2e-kind: install ## the e2e suite on a kind cluster (needs Docker; cannot run on machines without it)
 	hack/e2e-kind.sh
+
+# The release (.github/workflows/release.yml runs these; VERSION is the tag without its v).
+chart-package: tools ## the chart as dist/edge-operator-VERSION.tgz (helm package, with the helm of `make tools`)
+	@mkdir -p dist
+	. hack/versions.env && "$${EDGE_OPERATOR_CACHE:-$$HOME/.cache/edge-operator}/helm-$$HELM_VERSION/bin/helm" \
+	  package $(CHART) --destination dist
+
+release-notes: ## print CHANGELOG.md's section of VERSION (default: pyproject.toml's version); fails if it has none
+	@$(PYTHON) hack/release_notes.py notes $(if $(VERSION),--version '$(VERSION)')
+
+release-check: ## fail unless VERSION equals pyproject.toml's version and Chart.yaml's version and appVersion
+	$(PYTHON) hack/release_notes.py check $(if $(VERSION),--version '$(VERSION)')
 
 clean: ## remove the virtualenv and caches (not the built Kubernetes binaries)
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -50,6 +50,8 @@ MIRRORS = (
     "deb http://deb.debian.org/debian-security bookworm-security main",
 )
 PLATFORMS = {"amd64": "x86_64", "arm64": "aarch64"}
+#: Debian's archive keys (package debian-archive-keyring; on Ubuntu runners too).
+KEYRINGS = ("/usr/share/keyrings/debian-archive-keyring.gpg",)
 
 
 def _project() -> dict[str, Any]:
@@ -112,6 +114,7 @@ def debian(spec: Spec, arch: str, root: Path, epoch: int) -> list[dict[str, str]
         f"--include={','.join(spec.packages)}", "--skip=cleanup/apt/cache",
         "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
         "--dpkgopt=path-exclude=/usr/share/locale/*", "--dpkgopt=path-exclude=/usr/share/info/*",
+        *(f"--keyring={k}" for k in KEYRINGS if Path(k).exists()),
         "bookworm", str(root), *MIRRORS,
         env={"SOURCE_DATE_EPOCH": str(epoch)},
     )  # fmt: skip
