@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `make demo`: start the lab of real nodes (or, where it cannot run, the local control
-# plane with kwok nodes), install the Helm chart, start the operator in the background
-# with the chart's ServiceAccount, apply examples/basic.yaml and show the result. In the
-# lab, finish with a real request from a client namespace through the load balancer and
-# the edge node to the echo backend, which says what client address it saw.
-# The operator keeps running; `make lab-down` (or `make cluster-down`) stops everything.
+# plane with kwok nodes), install the Helm chart (in the lab with its operator pod, from
+# the image `make image` builds; on kwok nodes, which run no containers, the operator
+# runs beside the cluster with the chart's ServiceAccount), apply examples/basic.yaml and
+# show the result. In the lab, finish with a real request from a client namespace
+# through the load balancer and the edge node to the echo backend, which says what
+# client address it saw. `make lab-down` (or `make cluster-down`) stops everything.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 lab_dir="${LAB_DIR:-$HOME/.cache/edge-operator/lab}"
@@ -28,27 +29,42 @@ else
 fi
 eval "$(python3 "$repo/hack/localcluster.py" env --dir "$dir")"
 
-# Install the chart the way users do, without its operator pod (there is no image
-# registry here): CRD, provider ClusterRoles, the operator's RBAC and node policy.
-helm upgrade --install edge-operator "$repo/deploy/helm/edge-operator" \
-  --namespace edge-system --create-namespace --set replicaCount=0 --wait >/dev/null
-kubectl wait --for=condition=Established crd/edgegateways.edgeoperator.dev --timeout=60s
+# The release namespace enforces Pod Security "restricted", as it should in production.
+kubectl create namespace edge-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl label namespace edge-system --overwrite pod-security.kubernetes.io/enforce=restricted \
+  pod-security.kubernetes.io/enforce-version=latest >/dev/null
 
-# The operator runs out of cluster with the chart's ServiceAccount and nothing more (a
-# token from the TokenRequest API), as part of the local cluster: stopping it stops this.
-sa_kubeconfig="$dir/kubeconfigs/edge-operator-sa.kubeconfig"
-server="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
-KUBECONFIG="$sa_kubeconfig" kubectl config set-cluster local --server="$server" \
-  --certificate-authority="$dir/pki/ca.crt" >/dev/null
-KUBECONFIG="$sa_kubeconfig" kubectl config set-credentials edge-operator \
-  --token="$(kubectl -n edge-system create token edge-operator --duration=24h)" >/dev/null
-KUBECONFIG="$sa_kubeconfig" kubectl config set-context local --cluster=local \
-  --user=edge-operator >/dev/null
-KUBECONFIG="$sa_kubeconfig" kubectl config use-context local >/dev/null
-chmod 600 "$sa_kubeconfig"
-python3 "$repo/hack/localcluster.py" spawn --dir "$dir" --name edge-operator -- \
-  "$repo/.venv/bin/python" -m edge_operator run --kubeconfig "$sa_kubeconfig" \
-  --probe-edge-nodes="$probe"
+if [ "$mode" = lab ]; then
+  # Install the chart the way users do, operator pod included: its image (`make image`,
+  # hack/image.py) is in every node's containerd under the chart's default reference,
+  # so the only changes are the pull policy (there is no registry) and the node pool.
+  helm upgrade --install edge-operator "$repo/deploy/helm/edge-operator" \
+    --namespace edge-system --set image.pullPolicy=Never --set nodeSelector.nodepool=general \
+    --wait --timeout 3m >/dev/null
+  operator_log="kubectl -n edge-system logs deploy/edge-operator (the lab's kubelet logs are in $lab_dir/nodes/*/pod-logs)"
+else
+  # kwok nodes run no containers: the chart without its operator pod (CRD, provider
+  # ClusterRoles, the operator's RBAC and node policy), and the operator out of
+  # cluster with the chart's ServiceAccount and nothing more (a token from the
+  # TokenRequest API), as part of the local cluster: stopping it stops this.
+  helm upgrade --install edge-operator "$repo/deploy/helm/edge-operator" \
+    --namespace edge-system --set replicaCount=0 --wait >/dev/null
+  sa_kubeconfig="$dir/kubeconfigs/edge-operator-sa.kubeconfig"
+  server="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
+  KUBECONFIG="$sa_kubeconfig" kubectl config set-cluster local --server="$server" \
+    --certificate-authority="$dir/pki/ca.crt" >/dev/null
+  KUBECONFIG="$sa_kubeconfig" kubectl config set-credentials edge-operator \
+    --token="$(kubectl -n edge-system create token edge-operator --duration=24h)" >/dev/null
+  KUBECONFIG="$sa_kubeconfig" kubectl config set-context local --cluster=local \
+    --user=edge-operator >/dev/null
+  KUBECONFIG="$sa_kubeconfig" kubectl config use-context local >/dev/null
+  chmod 600 "$sa_kubeconfig"
+  python3 "$repo/hack/localcluster.py" spawn --dir "$dir" --name edge-operator -- \
+    "$repo/.venv/bin/python" -m edge_operator run --kubeconfig "$sa_kubeconfig" \
+    --probe-edge-nodes="$probe"
+  operator_log="$dir/logs/edge-operator.log"
+fi
+kubectl wait --for=condition=Established crd/edgegateways.edgeoperator.dev --timeout=60s >/dev/null
 
 kubectl apply -f "$repo/examples/basic.yaml"
 if [ "$mode" = kwok ]; then
@@ -66,7 +82,7 @@ else
     --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 fi
 if ! kubectl wait egw/public --for=condition=Ready --timeout="$timeout"; then
-  echo "egw/public is not Ready after $timeout; see $dir/logs/edge-operator.log"
+  echo "egw/public is not Ready after $timeout; see $operator_log"
 fi
 echo
 kubectl get egw

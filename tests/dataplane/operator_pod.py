@@ -208,11 +208,13 @@ class ChartOperator:
         raise AssertionError(f"no operator process of pod {pod} ({uid})")
 
     def tail(self, lines: int = 60) -> str:
+        """The end of every operator container's log in the lab (also after the API
+        server has gone, for a failure report)."""
         out = []
-        for pod in self.pods():
-            name = pod["metadata"]["name"]
-            out.append(f"--- {name} on {pod['spec'].get('nodeName')}")
-            out += self.logs(name).splitlines()[-lines:]
+        pattern = f"nodes/*/pod-logs/{chart.NAMESPACE}_edge-operator-*/operator"
+        for directory in sorted(self.lab.root.glob(pattern)):
+            out.append(f"--- {directory.parent.name.split('_')[1]} ({directory.parts[-4]})")
+            out += self.logs(directory.parent.name.split("_")[1]).splitlines()[-lines:]
         return "\n".join(out)
 
 

@@ -202,24 +202,25 @@ def test_helm_upgrade_from_the_previous_chart_under_load(
     with traffic.load(gw) as load:
         time.sleep(3)
         start = time.monotonic()
-        upgrade = subprocess.Popen(
-            [str(localcluster.helm_path()), "upgrade", chart.RELEASE, str(chart.CHART),
-             "--namespace", chart.NAMESPACE, "--reuse-values", "--wait", "--timeout", "3m",
-             "--kubeconfig", str(traffic.cluster.kubeconfig)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        while upgrade.poll() is None:
-            ready_condition = condition(traffic.gateways.get(gw.name), "Ready") or {}
-            if ready_condition.get("status") != "True":
-                not_ready.append(ready_condition)
-            time.sleep(0.5)
+        argv = [
+            str(localcluster.helm_path()), "upgrade", chart.RELEASE, str(chart.CHART),
+            "--namespace", chart.NAMESPACE, "--reset-then-reuse-values", "--wait",
+            "--timeout", "3m", "--kubeconfig", str(traffic.cluster.kubeconfig),
+        ]  # fmt: skip
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as upgrade:
+            while upgrade.poll() is None:
+                ready_condition = condition(traffic.gateways.get(gw.name), "Ready") or {}
+                if ready_condition.get("status") != "True":
+                    not_ready.append(ready_condition)
+                time.sleep(0.5)
+            output = upgrade.stdout.read().decode() if upgrade.stdout else ""
         operator.wait_ready()
         time.sleep(10)  # the new leader's first passes
         end = time.monotonic()
     results = load.stop()
     print(f"helm upgrade from {PREVIOUS_CHART.name}: rc {upgrade.returncode};"
           f" {results.summary(start, end)}")  # fmt: skip
-    assert upgrade.returncode == 0, upgrade.stdout.read() if upgrade.stdout else ""
+    assert upgrade.returncode == 0, output
     assert min(results.per_second(start, end)) >= 100
     assert results.failures == []
     assert not_ready == []
@@ -277,6 +278,12 @@ def test_helm_uninstall_with_two_gateways(
     client = traffic.lab.topology.clients[0]
     assert traffic.get(client.name, first.address)["client"] == client.ip
 
+    # A failed pre-delete hook leaves Helm's record "uninstalling" (nothing in the
+    # cluster changed): a rollback to the last revision makes it deployed again.
+    history = operator.helm("history", chart.RELEASE, "--namespace", chart.NAMESPACE, "-o", "json")
+    last = str(json.loads(history.stdout)[-1]["revision"])
+    rollback = operator.helm("rollback", chart.RELEASE, last, "--namespace", chart.NAMESPACE)
+    assert rollback.returncode == 0, rollback.stderr
     operator.install(extra={"uninstall.deleteGateways": "true"})
     done = operator.helm(*uninstall, "--timeout", "5m")
     print(f"helm uninstall (uninstall.deleteGateways): rc {done.returncode}: {done.stdout}")
