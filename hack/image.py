@@ -281,7 +281,6 @@ def python_packages(site: Path) -> list[dict[str, str]]:
             {
                 "name": headers["Name"],
                 "version": headers["Version"],
-                "license": headers.get("License-Expression") or headers.get("License") or "",
             }
         )
     return found
@@ -313,34 +312,24 @@ def sbom(
             "primaryPackagePurpose": "CONTAINER",
         }
     ]
-    for deb in debs:
-        packages.append(
-            {
-                "SPDXID": _spdx_id("deb", deb["Package"]),
-                "name": deb["Package"],
-                "versionInfo": deb["Version"],
-                "supplier": "Organization: Debian",
-                "downloadLocation": "NOASSERTION",
-                "checksums": [{"algorithm": "SHA256", "checksumValue": deb["SHA256"]}],
-                "externalRefs": [
-                    _purl(
-                        f"pkg:deb/debian/{deb['Package']}@{deb['Version']}"
-                        f"?arch={deb['Architecture']}&distro=debian-12"
-                    )
-                ],
-            }
+    packages += [
+        _package(
+            "deb", deb["Package"], deb["Version"],
+            f"pkg:deb/debian/{deb['Package']}@{deb['Version']}"
+            f"?arch={deb['Architecture']}&distro=debian-12",
+            supplier="Organization: Debian",
+            checksums=[{"algorithm": "SHA256", "checksumValue": deb["SHA256"]}],
         )
-    for wheel in wheels:
-        packages.append(
-            {
-                "SPDXID": _spdx_id("pypi", wheel["name"]),
-                "name": wheel["name"],
-                "versionInfo": wheel["version"],
-                "downloadLocation": "NOASSERTION",
-                "licenseDeclared": "NOASSERTION",
-                "externalRefs": [_purl(f"pkg:pypi/{wheel['name'].lower()}@{wheel['version']}")],
-            }
+        for deb in debs
+    ]  # fmt: skip
+    packages += [
+        _package(
+            "pypi", wheel["name"], wheel["version"],
+            f"pkg:pypi/{wheel['name'].lower()}@{wheel['version']}",
+            licenseDeclared="NOASSERTION",
         )
+        for wheel in wheels
+    ]  # fmt: skip
     return {
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
@@ -359,6 +348,18 @@ def sbom(
                "relatedSpdxElement": p["SPDXID"]} for p in packages[1:]),
         ],
     }  # fmt: skip
+
+
+def _package(kind: str, name: str, version: str, purl: str, **fields: Any) -> dict[str, Any]:
+    """One SPDX package entry of ``kind`` (deb, pypi), found by its package URL."""
+    return {
+        "SPDXID": _spdx_id(kind, name),
+        "name": name,
+        "versionInfo": version,
+        "downloadLocation": "NOASSERTION",
+        **fields,
+        "externalRefs": [_purl(purl)],
+    }
 
 
 def _purl(locator: str) -> dict[str, str]:

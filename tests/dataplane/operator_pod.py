@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -145,11 +144,6 @@ class ChartOperator:
         names = {p["metadata"]["name"] for p in self.pods()}
         return holder if holder in names else ""
 
-    def get(self, pod: Mapping[str, Any], path: str, port: int = 8080) -> str:
-        """GET http://POD_IP:PORT/PATH from the worker node the pod runs on."""
-        address, node = pod["status"]["podIP"], pod["spec"]["nodeName"]
-        return self.from_node(node, f"http://{address}:{port}{path}")
-
     def from_node(self, node: str, url: str) -> str:
         def fetch() -> str:
             with urllib.request.urlopen(url, timeout=5) as response:
@@ -249,10 +243,3 @@ def _stamp(value: str) -> float:
     from datetime import datetime  # noqa: PLC0415
 
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def wait_until(predicate: Any, what: str, timeout: float) -> float:
-    """Seconds until ``predicate()`` is true (fails after ``timeout``)."""
-    start = time.monotonic()
-    wait_for(predicate, what, timeout)
-    return time.monotonic() - start
