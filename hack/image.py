@@ -155,12 +155,13 @@ def python(spec: Spec, arch: str, root: Path, wheel: Path) -> None:
     pip = (sys.executable, "-m", "pip", "install")
     _run(*pip, *common, "--require-hashes", "-r", str(LOCK))
     _run(*pip, *common, "--upgrade", str(wheel))
-    for marker in site.glob("*.dist-info/direct_url.json"):  # names the build's path
+    # direct_url.json names the build's path; pip's console scripts in bin/ start with
+    # the building interpreter's path (the entry point is written below instead).
+    for marker in site.glob("*.dist-info/direct_url.json"):
         marker.unlink()
-        record = marker.parent / "RECORD"
-        kept = [r for r in record.read_text().splitlines() if "direct_url.json" not in r]
-        record.write_text("\n".join(kept) + "\n")
     shutil.rmtree(site / "bin", ignore_errors=True)
+    for record in site.glob("*.dist-info/RECORD"):
+        _drop_rows(record, ("../../bin/", f"{record.parent.name}/direct_url.json"))
     slim_kubernetes_client(site)
     stdlib = root / "usr/lib/python3.11"  # Debian compiles it at install; extract does not
     _run(
@@ -194,9 +195,13 @@ def slim_kubernetes_client(site: Path) -> None:
         for source in (site / package).glob("*.py"):
             source.unlink()
     for record in site.glob("kubernetes-*.dist-info/RECORD"):
-        dropped = (*UNUSED, *SOURCELESS)
-        rows = record.read_text().splitlines()
-        record.write_text("\n".join(r for r in rows if not r.startswith(dropped)) + "\n")
+        _drop_rows(record, (*UNUSED, *SOURCELESS))
+
+
+def _drop_rows(record: Path, prefixes: tuple[str, ...]) -> None:
+    """Take the rows of files no longer installed out of a wheel's RECORD."""
+    rows = record.read_text().splitlines()
+    record.write_text("\n".join(r for r in rows if not r.startswith(prefixes)) + "\n")
 
 
 def users(spec: Spec, root: Path) -> None:

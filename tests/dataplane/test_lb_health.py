@@ -16,11 +16,8 @@ from typing import Any
 from tests.dataplane.operator_pod import ChartOperator
 from tests.dataplane.traffic import (
     FAST_CHECK,
-    KEEP_ALIVE,
-    KEEP_ALIVE_RATE,
-    MIN_SHARE_PER_SECOND,
-    NEW_RATE,
     Traffic,
+    assert_steady,
 )
 from tests.e2e.cluster import condition, wait_for
 from tests.e2e.test_operations import samples
@@ -105,6 +102,5 @@ def test_kube_proxy_stopped_on_an_edge_node_is_named_and_recovers(
     assert lb_dropped
     assert gauge_back == dict.fromkeys(edges, 1.0)
     assert condition(traffic.gateways.get(name), "Ready")["status"] == "True"  # type: ignore[index]
-    seconds = results.per_second(stopped, back)
-    assert min(seconds) >= MIN_SHARE_PER_SECOND * (NEW_RATE + KEEP_ALIVE * KEEP_ALIVE_RATE)
+    assert_steady(results, stopped, back)
     assert [(o.kind, o.reused, o.error) for o in results.failures] == []

@@ -21,7 +21,7 @@ import chart
 import localcluster
 from edge_operator import names
 from tests.dataplane.operator_pod import RESTRICTED, ChartOperator, audit_writers, ready
-from tests.dataplane.traffic import NS, Traffic
+from tests.dataplane.traffic import NS, Traffic, assert_steady
 from tests.e2e.cluster import Cluster, condition, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -221,7 +221,7 @@ def test_helm_upgrade_from_the_previous_chart_under_load(
     print(f"helm upgrade from {PREVIOUS_CHART.name}: rc {upgrade.returncode};"
           f" {results.summary(start, end)}")  # fmt: skip
     assert upgrade.returncode == 0, output
-    assert min(results.per_second(start, end)) >= 100
+    assert_steady(results, start, end)
     assert results.failures == []
     assert not_ready == []
 

@@ -8,6 +8,7 @@ Traefik pod and on to the echo backend, which answers with what it saw.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import socket
 import threading
@@ -36,14 +37,30 @@ FORGED = "1.2.3.4"
 #: The load every disruption test runs: >= 100 requests/s on new connections and 6
 #: keep-alive connections at 15/s each, plus slow requests across the pods' SIGTERM.
 NEW_RATE, KEEP_ALIVE, KEEP_ALIVE_RATE = 100.0, 6, 15.0
-#: The slowest second of a disruption must still see half the load succeed, and no
-#: success may take longer than this (a dropped SYN is retransmitted after 1 s).
+#: The slowest two seconds in a row of a disruption must still see half the load
+#: succeed, and no success may take longer than this (a dropped SYN is retransmitted
+#: after 1 s). Two seconds, not one: the load's threads send one request after another,
+#: so a pause of the machine's two shared cores (a proxy starting on an edge node) sends
+#: fewer in one second with every request answered; the data path stalling shows in the
+#: latency bound and in the failures, which count every request.
 MIN_SHARE_PER_SECOND, MAX_LATENCY = 0.5, 1.0
+LOAD_PER_SECOND = NEW_RATE + KEEP_ALIVE * KEEP_ALIVE_RATE
+
 #: A slow request starts every SLOW_EVERY s and is answered SLOW_MARGIN s after the
 #: preStop delay: those started in the last SLOW_MARGIN s before a pod starts to leave
 #: are still on their way at its SIGTERM (a dozen per pod, of which about a quarter land
 #: on a given pod).
 SLOW_EVERY, SLOW_MARGIN = 0.25, 3.0
+
+
+def assert_steady(results: Results, start: float, end: float) -> None:
+    """Half the load succeeded in every two seconds in a row from ``start`` to ``end``."""
+    seconds = results.per_second(start, end)
+    assert len(seconds) >= 2, f"less than two whole seconds measured: {seconds}"
+    pairs = [a + b for a, b in itertools.pairwise(seconds)]
+    assert min(pairs) >= 2 * MIN_SHARE_PER_SECOND * LOAD_PER_SECOND, (
+        f"successes per second: {seconds}"
+    )
 
 
 def slow_delay(gw: Gateway) -> float:
@@ -437,10 +454,7 @@ class Disrupted:
             (round(o.at - self.started, 2), o.kind, o.reused, o.error) for o in results.failures
         ]
         assert failures == [], f"{len(failures)} failed requests (s after the start): {failures}"
-        seconds = results.per_second(*window)
-        floor = MIN_SHARE_PER_SECOND * (NEW_RATE + KEEP_ALIVE * KEEP_ALIVE_RATE)
-        assert seconds, "no whole second in the disruption window"
-        assert min(seconds) >= floor, f"successes per second: {seconds}"
+        assert_steady(results, *window)
         assert results.max_latency() <= MAX_LATENCY, f"slowest: {results.max_latency():.3f} s"
         assert leaving, "no controller pod left: nothing was disrupted"
         ips = {p.ip: p for p in leaving.values()}
