@@ -756,17 +756,26 @@ def up(
     deadline = time.monotonic() + STARTUP_TIMEOUT
     if _healthy(state):
         _ensure_nodes(state, nodes, zones, deadline)
+        _gateway_api(state)
         return state.kubeconfig
     state.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         _start(state, _build(), node_monitor_grace_period, kwok_config)
         _ensure_nodes(state, nodes, zones, time.monotonic() + STARTUP_TIMEOUT)
+        _gateway_api(state)
     except BaseException:
         _stop_all(state)
         raise
     # Written last: its presence tells readers that the cluster is usable.
     _write_private(state.kubeconfig, state.component_kubeconfig("admin").read_text())
     return state.kubeconfig
+
+
+def _gateway_api(state: _State) -> None:
+    """Clusters of today have the Gateway API CRDs; the operator serves them when asked."""
+    import gateway_api  # noqa: PLC0415 (it imports this module)
+
+    gateway_api.install(state.component_kubeconfig("admin"))
 
 
 def restart(dir: Path, name: str, down_seconds: float = 0.0) -> None:

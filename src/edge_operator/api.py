@@ -149,6 +149,13 @@ PORTS_DIFFER = CelRule(
 )
 
 
+GATEWAY_API_PROVIDER = CelRule(
+    "!self.gatewayAPI.enabled || self.controller.provider != 'ingress-nginx'",
+    "gatewayAPI.enabled needs controller.provider traefik: ingress-nginx serves no Gateway"
+    " API objects",
+)
+
+
 def _check_cidr(value: str) -> str:
     # Mirrors CEL isCIDR(): an address, a slash and a prefix length; host bits may be set.
     try:
@@ -631,8 +638,36 @@ class Mesh(Model):
     )
 
 
+class GatewayAPI(Model):
+    """Gateway API (gateway.networking.k8s.io, standard channel) on the edge nodes."""
+
+    enabled: bool = Field(
+        default=False,
+        description=(
+            "Serve Gateway API Gateways of gatewayClassName from the edge nodes, beside the"
+            " Ingresses of the IngressClass. The operator creates and owns the GatewayClass"
+            " (a class of that name not made by this gateway is refused: ObjectConflict) and"
+            " the controller serves exactly the Gateways of that class, in any namespace,"
+            " with the Service's addresses as their status.addresses. Listeners use the"
+            " Service's ports (service.ports.http, .https); a listener on another port is"
+            " refused on its Gateway's status and reported here. The Gateway API CRDs"
+            " (standard channel, v1.6) are installed by the cluster admin, not by the"
+            " operator; until they are, condition GatewayAPIReady is False with reason"
+            " GatewayAPICRDsMissing. Switching it off deletes the GatewayClass."
+        ),
+    )
+    gateway_class_name: str = Field(
+        default="",
+        pattern=f"^$|{DNS_SUBDOMAIN}",
+        max_length=253,
+        description="GatewayClass name. Empty means the gateway's metadata.name.",
+    )
+
+
 class EdgeGatewaySpec(Model):
     """Desired state of an EdgeGateway."""
+
+    model_config = ConfigDict(json_schema_extra=validations(GATEWAY_API_PROVIDER))
 
     nodes: NodeSelection = Field(description="Which nodes become edge nodes.")
     controller: Controller = section(Controller, "The ingress controller workload.")
@@ -644,11 +679,23 @@ class EdgeGatewaySpec(Model):
         json_schema_extra={"default": ClientIP().model_dump(by_alias=True)},
     )
     rollout: Rollout = section(Rollout, "Rollout timing.")
+    gateway_api: GatewayAPI = Field(
+        default_factory=GatewayAPI,
+        alias="gatewayAPI",
+        description="Gateway API Gateways served from the edge nodes.",
+        json_schema_extra={"default": GatewayAPI().model_dump(by_alias=True)},
+    )
     mesh: Mesh = section(Mesh, "Service mesh membership of the controller pods.")
     paused: bool = Field(
         default=False,
         description="When true the operator changes nothing and only fills status.plan.",
     )
+
+    @model_validator(mode="after")
+    def _gateway_api_provider(self) -> EdgeGatewaySpec:
+        if self.gateway_api.enabled and self.controller.provider == "ingress-nginx":
+            raise ValueError(GATEWAY_API_PROVIDER.message)
+        return self
 
 
 # --- status -------------------------------------------------------------------------------
@@ -756,6 +803,13 @@ class EdgeGatewayStatus(Model):
         default_factory=list, description="Addresses of the load balancer."
     )
     ingress_class_name: str | None = Field(default=None, description="The IngressClass served.")
+    gateway_class_name: str | None = Field(
+        default=None, description="The GatewayClass served (gatewayAPI.enabled)."
+    )
+    gateways_programmed: int | None = Field(
+        default=None,
+        description="Gateways of the GatewayClass whose Programmed condition is True.",
+    )
     plan: Plan | None = Field(default=None, description="What the next reconcile would change.")
     conditions: list[Condition] = Field(
         default_factory=list,

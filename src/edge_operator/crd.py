@@ -145,6 +145,19 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "First load balancer address.",
         "jsonPath": ".status.addresses[0].value",
     },
+    {
+        "name": "Gateways",
+        "type": "integer",
+        "description": "Programmed Gateways of the GatewayClass (gatewayAPI.enabled).",
+        "jsonPath": ".status.gatewaysProgrammed",
+    },
+    {
+        "name": "GatewayClass",
+        "type": "string",
+        "description": "The GatewayClass served (gatewayAPI.enabled).",
+        "jsonPath": ".status.gatewayClassName",
+        "priority": 1,
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -305,6 +305,44 @@ class PodFacts:
 
 
 @dataclass(frozen=True)
+class GatewayAPIGateway:
+    """A Gateway API Gateway of the gateway's class, as its controller reports it."""
+
+    namespace: str
+    name: str
+    programmed: bool
+    #: Listeners the controller did not accept: (listener, reason, message).
+    refused_listeners: tuple[tuple[str, str, str], ...] = ()
+
+    @classmethod
+    def from_api(cls, obj: Mapping[str, Any]) -> GatewayAPIGateway:
+        status = obj.get("status") or {}
+        refused = []
+        for listener in status.get("listeners") or []:
+            for cond in listener.get("conditions") or []:
+                if cond.get("type") == "Accepted" and cond.get("status") == "False":
+                    refused.append(
+                        (listener.get("name", ""), cond.get("reason", ""), cond.get("message", ""))
+                    )
+        return cls(
+            namespace=obj["metadata"].get("namespace", ""),
+            name=obj["metadata"]["name"],
+            programmed=is_true(status.get("conditions") or [], "Programmed"),
+            refused_listeners=tuple(refused),
+        )
+
+
+@dataclass(frozen=True)
+class GatewayAPIFacts:
+    """Gateway API as the pass found it (read only with gatewayAPI.enabled)."""
+
+    #: The Gateway API CRDs are installed (the API serves GatewayClasses).
+    installed: bool = False
+    #: The Gateways of the gateway's class, by namespace and name.
+    gateways: tuple[GatewayAPIGateway, ...] = ()
+
+
+@dataclass(frozen=True)
 class WorkloadFacts:
     """What the cluster holds of a gateway's workload, read before anything is decided."""
 
@@ -335,3 +373,4 @@ class Facts:
     #: Node -> the latest probe of its load-balancer health check; None: probing is off.
     lb_health: Mapping[str, HealthProbe] | None = None
     workload: WorkloadFacts = field(default_factory=WorkloadFacts)
+    gateway_api: GatewayAPIFacts = field(default_factory=GatewayAPIFacts)

@@ -21,13 +21,15 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from edge_operator import names
-from edge_operator.desired import changes
+from edge_operator.desired import changes, gatewayclass
 from edge_operator.desired import nodes as node_rules
 from edge_operator.desired import workload as workload_rules
 from edge_operator.desired.objects import Key, Owner
 from edge_operator.facts import (
     DaemonSetFacts,
     Facts,
+    GatewayAPIFacts,
+    GatewayAPIGateway,
     GatewayFacts,
     HealthProbe,
     NodeFacts,
@@ -114,7 +116,7 @@ class Gatherer:
         pods = self._read(
             self.kube.list_pods, spec.controller.namespace, f"{names.GATEWAY_LABEL}={gw.name}"
         )
-        workload = self._workload(gw)
+        workload, installed = self._workload(gw)
         ours = workload_rules.controller_pods(
             (PodFacts.from_api(p) for p in pods.result()), names.workload_name(gw.name)
         )
@@ -129,6 +131,7 @@ class Gatherer:
             now=self.clock(),
             lb_health=self.lb_health(gw.name) if self.lb_health else None,
             workload=workload,
+            gateway_api=self._gateway_api(gw, installed),
         )
 
     def _read(self, read: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
@@ -145,21 +148,51 @@ class Gatherer:
             seen = (GatewayFacts.from_api(o) for o in self.kube.list_gateways())
         return tuple(sorted((g for g in seen if g.name != name), key=lambda g: g.name))
 
-    def _workload(self, gw: GatewayFacts) -> WorkloadFacts:
+    def _gateway_api(self, gw: GatewayFacts, installed: bool) -> GatewayAPIFacts:
+        """The Gateways of the gateway's class (Gateways are users' objects: all are
+        listed, from the watch cache, and those of the class kept)."""
+        assert gw.spec is not None
+        if not (gw.spec.gateway_api.enabled and installed):
+            return GatewayAPIFacts(installed=installed)
+        owner = Owner(gw.name, gw.uid)
+        class_name = gatewayclass.name(owner, gw.spec)
+        try:
+            listed = self.kube.list_objects("Gateway", "")
+        except NotFoundError:  # the CRDs went away since the class was listed
+            return GatewayAPIFacts(installed=False)
+        ours = (g for g in listed if (g.get("spec") or {}).get("gatewayClassName") == class_name)
+        found = (GatewayAPIGateway.from_api(g) for g in ours)
+        return GatewayAPIFacts(
+            installed=True, gateways=tuple(sorted(found, key=lambda g: (g.namespace, g.name)))
+        )
+
+    def _list_owned(self, kind: str, selector: str) -> list[dict[str, Any]] | None:
+        """The kind's objects with the gateway's label; None: the API does not serve the
+        kind (an optional kind whose CRDs are not installed)."""
+        try:
+            return self.kube.list_objects(kind, selector)
+        except NotFoundError:
+            if kind in workload_rules.OPTIONAL_KINDS:
+                return None
+            raise
+
+    def _workload(self, gw: GatewayFacts) -> tuple[WorkloadFacts, bool]:
+        """The gateway's objects, and whether the Gateway API CRDs are installed."""
         assert gw.spec is not None
         owner = Owner(gw.name, gw.uid)
         ns = gw.spec.controller.namespace
         selector = f"{names.GATEWAY_LABEL}={gw.name}"
-        listed = [
-            self._read(self.kube.list_objects, kind, selector)
+        listed = {
+            kind: self._read(self._list_owned, kind, selector)
             for kind in workload_rules.OWNED_KINDS
-        ]
-        keys, roles = changes.expected(owner, gw.spec)
+        }
+        installed = listed["GatewayClass"].result() is not None
+        keys, roles = changes.expected(owner, gw.spec, installed)
         role_exists = [self._read(self._exists, Key("ClusterRole", "", r)) for r in roles]
         owned: dict[Key, Mapping[str, Any]] = {}
         labelled: set[Key] = set()  # with the label, without the ownerReference
-        for objects in listed:
-            for obj in objects.result():
+        for objects in listed.values():
+            for obj in objects.result() or ():
                 if owner.owns(obj):
                     owned[Key.of(obj)] = obj
                 else:
@@ -184,7 +217,7 @@ class Gatherer:
             else:
                 foreign.add(key)
         deployment = owned.get(Key("Deployment", ns, names.workload_name(gw.name)))
-        return WorkloadFacts(
+        workload = WorkloadFacts(
             owned=owned,
             autoscaled_replicas=self._autoscaled(deployment),
             namespace_exists=namespace_exists,
@@ -194,6 +227,7 @@ class Gatherer:
                 r for r, exists in zip(roles, role_exists, strict=True) if not exists.result()
             ),
         )
+        return workload, installed
 
     def _lookup(self, key: Key) -> dict[str, Any] | None:
         try:

@@ -32,6 +32,7 @@ from typing import Any
 import kopf
 
 from edge_operator import memory, metrics, names, nodeprobe, probes
+from edge_operator.desired import gatewayclass
 from edge_operator.desired.nodes import candidates, holder
 from edge_operator.desired.objects import Key, Owner
 from edge_operator.desired.status import NODES_CONFIGURED
@@ -317,6 +318,31 @@ async def gateway_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
     ):
         # Its status and metadata are the operator's own writes: they queue nothing.
         rt.poke(name, *rt.related([g for g in (before, after) if g], name))
+
+
+# --- Gateway API -----------------------------------------------------------------------------
+# Its CRDs installed after the gateway (or removed): the gateways with gatewayAPI on make
+# their GatewayClass then, no restart needed. A Gateway of a class changing (its
+# controller programmed it, a listener was refused): the class's gateway writes status.
+
+
+@kopf.on.event(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    field="spec.group",
+    value=names.GATEWAY_API_GROUP,
+)
+async def gateway_api_crd_event(memo: kopf.Memo, **_: Any) -> None:
+    rt = runtime(memo)
+    rt.poke(*gatewayclass.serving(rt.gateways.values()))
+
+
+@kopf.on.event(names.GATEWAY_API_GROUP, "v1", "gateways")
+async def gateway_api_gateway_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    rt = runtime(memo)
+    class_name = (event["object"].get("spec") or {}).get("gatewayClassName")
+    rt.poke(*gatewayclass.serving(rt.gateways.values(), class_name))
 
 
 @kopf.on.delete(**GATEWAYS)

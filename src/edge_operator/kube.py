@@ -96,6 +96,8 @@ KINDS: Mapping[str, Kind] = {
     "RoleBinding": Kind("rbac.authorization.k8s.io/v1", "rolebindings", namespaced=True),
     "HorizontalPodAutoscaler": Kind("autoscaling/v2", "horizontalpodautoscalers", namespaced=True),
     "Lease": Kind("coordination.k8s.io/v1", "leases", namespaced=True),
+    "GatewayClass": Kind(names.GATEWAY_API_VERSION, "gatewayclasses", namespaced=False),
+    "Gateway": Kind(names.GATEWAY_API_VERSION, "gateways", namespaced=True),
 }
 
 _HTTP_VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}

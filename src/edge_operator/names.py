@@ -90,3 +90,14 @@ def readiness_host(gateway: str) -> str:
 def cluster_binding_name(gateway: str) -> str:
     """Name of the gateway's ClusterRoleBinding."""
     return f"{MANAGED_BY_VALUE}-{gateway}"
+
+
+# --- Gateway API ---------------------------------------------------------------------------
+
+GATEWAY_API_GROUP: Final = "gateway.networking.k8s.io"
+GATEWAY_API_VERSION: Final = f"{GATEWAY_API_GROUP}/v1"
+
+
+def gateway_api_binding_name(gateway: str, provider: str) -> str:
+    """Name of the ClusterRoleBinding of a gateway's Gateway API rights."""
+    return f"{cluster_binding_name(gateway)}-{provider}-gateway-api"

@@ -9,16 +9,21 @@ framework or CDN reads, claiming FORGED, sent twice, in mixed case and in the al
 spellings CGI-style backends read as the real names. The rule (api.ClientIP.mode):
 FORGED appears in no header a backend receives, but for the X-Forwarded-For chain
 that a trusted CDN passes on, whose rightmost entry outside trustedCIDRs is the client.
+
+Each test runs twice: routed by an Ingress of the gateway's IngressClass, and by a
+Gateway API HTTPRoute of its GatewayClass (gatewayAPI.enabled), which must be as honest.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 import lab
 from edge_operator import api
 from lab import lb
-from tests.dataplane.traffic import FORGED, Traffic
+from tests.dataplane.traffic import FORGED, ROUTE_HEADER, Traffic
 
 HOST = "gateway.example"
 #: What a client sends to pass for FORGED, and to pass its request for HTTPS.
@@ -43,6 +48,13 @@ MATRIX: tuple[tuple[str, str], ...] = (
 )
 #: Names the matrix sends that a backend must never see, whatever the mode.
 NEVER = {"forwarded", *(h.lower() for h in api.DEFAULT_REMOVE_HEADERS)}
+
+
+@pytest.fixture(params=["ingress", "httproute"])
+def routes(request: pytest.FixtureRequest) -> str:
+    """What routes the requests: an Ingress, or a Gateway API HTTPRoute."""
+    kind: str = request.param
+    return kind
 
 
 def _lines(seen: dict[str, Any]) -> dict[str, list[str]]:
@@ -89,8 +101,13 @@ def _honest(
     return wrong
 
 
-def _report(what: str, seen: dict[str, Any], wrong: list[str]) -> None:
+def _report(what: str, seen: dict[str, Any], wrong: list[str], gw: str, routes: str) -> None:
+    """Print what the backend got; count it wrong unless the expected route sent it."""
     got = _lines(seen)
+    routed = got.get(ROUTE_HEADER.lower()) == [gw]
+    if routed != (routes == "httproute"):
+        wrong.append(f"routed by {'the HTTPRoute' if routed else 'the Ingress'}, not {routes}")
+    what = f"{what} ({routes})"
     shown = {
         name: got.get(name.lower())
         for name in ("X-Forwarded-For", "X-Real-Ip", "X-Forwarded-Proto", "X-Forwarded-Host")
@@ -98,21 +115,26 @@ def _report(what: str, seen: dict[str, Any], wrong: list[str]) -> None:
     print(f"{what}: {len(MATRIX)} forged lines sent; the backend got {shown}; wrong: {wrong}")
 
 
-def test_direct_backend_sees_the_client_and_no_forged_header(traffic: Traffic, unique: str) -> None:
-    gw = traffic.gateway(f"direct-{unique}")
+def test_direct_backend_sees_the_client_and_no_forged_header(
+    traffic: Traffic, unique: str, routes: str
+) -> None:
+    gw = traffic.gateway(f"direct-{unique}", gateway_api=routes == "httproute")
     client = traffic.lab.topology.clients[0]
 
     seen = traffic.raw_get(client.name, gw.address, MATRIX, host_header=HOST)
     wrong = _honest(seen, client.ip)
-    _report("Direct, through the load balancer", seen, wrong)
+    _report("Direct, through the load balancer", seen, wrong, gw.name, routes)
     assert wrong == []
     # The peer is the Traefik pod on an edge node, not a node address (no SNAT hop).
     assert seen["peer"].split(":")[0] in traffic.controller_pod_ips(gw.name)
 
 
-def test_x_forwarded_for_trusted_only_from_the_cdn(traffic: Traffic, unique: str) -> None:
+def test_x_forwarded_for_trusted_only_from_the_cdn(
+    traffic: Traffic, unique: str, routes: str
+) -> None:
     gw = traffic.gateway(
         f"xff-{unique}",
+        gateway_api=routes == "httproute",
         client_ip={"mode": "XForwardedFor", "trustedCIDRs": [f"{lab.CDN_ADDRESS}/32"]},
     )
     traffic.lab.set_cdn_origin(gw.address)
@@ -123,19 +145,22 @@ def test_x_forwarded_for_trusted_only_from_the_cdn(traffic: Traffic, unique: str
     # trusts the CDN's chain, and nothing else the client wrote.
     seen = traffic.raw_get(via_cdn.name, lab.CDN_ADDRESS, MATRIX, host_header=HOST)
     wrong = _honest(seen, via_cdn.ip, via_cdn=True, real_ip=False)
-    _report("XForwardedFor, through the CDN", seen, wrong)
+    _report("XForwardedFor, through the CDN", seen, wrong, gw.name, routes)
     assert wrong == []
 
     # Straight to the load balancer: a peer outside trustedCIDRs, believed in nothing.
     seen = traffic.raw_get(direct.name, gw.address, MATRIX, host_header=HOST)
     wrong = _honest(seen, direct.ip, real_ip=False)
-    _report("XForwardedFor, straight to the load balancer", seen, wrong)
+    _report("XForwardedFor, straight to the load balancer", seen, wrong, gw.name, routes)
     assert wrong == []
 
 
-def test_proxy_protocol_from_the_load_balancer_only(traffic: Traffic, unique: str) -> None:
+def test_proxy_protocol_from_the_load_balancer_only(
+    traffic: Traffic, unique: str, routes: str
+) -> None:
     gw = traffic.gateway(
         f"pp-{unique}",
+        gateway_api=routes == "httproute",
         client_ip={"mode": "ProxyProtocol", "trustedCIDRs": [f"{lab.LB_ADDRESS}/32"]},
         service={"annotations": {lb.MODE_ANNOTATION: "proxy-protocol"}},
     )
@@ -144,7 +169,7 @@ def test_proxy_protocol_from_the_load_balancer_only(traffic: Traffic, unique: st
 
     seen = traffic.raw_get(client.name, gw.address, MATRIX, host_header=HOST)
     wrong = _honest(seen, client.ip)
-    _report("ProxyProtocol, through the PROXY-protocol load balancer", seen, wrong)
+    _report("ProxyProtocol, through the PROXY-protocol load balancer", seen, wrong, gw.name, routes)
     assert wrong == []
 
     # A peer outside trustedCIDRs (a client reaching an edge node's nodePort) sends

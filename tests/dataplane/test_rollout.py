@@ -65,15 +65,22 @@ def _rolled_out(traffic: Traffic, name: str, revision: str) -> dict[str, Any] | 
     return deploy if done else None
 
 
-def _rollout_under_load(traffic: Traffic, name: str, check: dict[str, int]) -> None:
-    gw = traffic.gateway(name, rollout={"loadBalancerHealthCheck": check})
+def _rollout_under_load(
+    traffic: Traffic, name: str, check: dict[str, int], gateway_api: bool = False
+) -> None:
+    gw = traffic.gateway(name, rollout={"loadBalancerHealthCheck": check}, gateway_api=gateway_api)
     edges = {n.name for n in traffic.lab.topology.edges}
     before = traffic.cluster.deployment(NS, name)["spec"]["template"]["metadata"]["labels"]
     revision = before[names.TEMPLATE_HASH_LABEL]
 
     with (
         Sampler(traffic, name, edges) as sampler,
-        disruption(traffic, gw, f"rollout of 2 edge nodes (health check {check})") as window,
+        disruption(
+            traffic,
+            gw,
+            f"rollout of 2 edge nodes (health check {check}"
+            f"{', HTTPRoute traffic' if gateway_api else ''})",
+        ) as window,
     ):
         traffic.gateways.patch(name, {"spec": {"controller": {"extraArgs": ["--log.level=DEBUG"]}}})
         wait_for(lambda: _rolled_out(traffic, name, revision), f"{name} rolled out", timeout=240)
@@ -130,3 +137,12 @@ def test_without_the_keep_alive_limit_a_rollout_fails_requests_on_reused_connect
         f" {[round(o.at - started, 1) for o in reused]} s after the change"
     )
     assert reused
+
+
+def test_rollout_under_load_on_httproute_traffic_drops_nothing(
+    traffic: Traffic, unique: str
+) -> None:
+    """The same with every request routed by a Gateway API HTTPRoute (no Ingress)."""
+    _rollout_under_load(
+        traffic, f"groll-{unique}", {"intervalSeconds": 1, "unhealthyThreshold": 2}, True
+    )

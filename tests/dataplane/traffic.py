@@ -34,6 +34,9 @@ NS = names.DEFAULT_NAMESPACE
 #: minReadySeconds follows (3 s), and their preStop delay (4 s: one interval more).
 FAST_CHECK = {"intervalSeconds": 1, "unhealthyThreshold": 2}
 FORGED = "1.2.3.4"
+GATEWAY_API = names.GATEWAY_API_GROUP
+#: Set on each request by the HTTPRoute of Traffic.http_route: proof that it routed it.
+ROUTE_HEADER = "X-Edge-Route"
 #: The load every disruption test runs: >= 100 requests/s on new connections and 6
 #: keep-alive connections at 15/s each, plus slow requests across the pods' SIGTERM.
 NEW_RATE, KEEP_ALIVE, KEEP_ALIVE_RATE = 100.0, 6, 15.0
@@ -115,6 +118,7 @@ class Traffic:
         self.gateways = gateways
         self.networking = k8s.NetworkingV1Api(cluster.api)
         self.ingresses: list[str] = []
+        self.routes: list[str] = []  # Gateway API Gateways and HTTPRoutes, by name
 
     # --- gateways ---------------------------------------------------------------------
 
@@ -129,6 +133,7 @@ class Traffic:
         lb_check: dict[str, int] | None = None,
         deregistration_delay: float | None = None,
         controller: dict[str, Any] | None = None,
+        gateway_api: bool = False,
     ) -> Gateway:
         """Create a gateway on the lab's edge candidates and wait until it serves.
 
@@ -138,7 +143,9 @@ class Traffic:
         ``nodes``: edge nodes by name (default: every edge candidate, by selector).
         The load balancer's health check is ``lb_check`` (default: what the gateway
         declares in ``rollout``), set like a cloud's by Service annotations, and so is
-        its ``deregistration_delay`` (default: the lab's, 15 s).
+        its ``deregistration_delay`` (default: the lab's, 15 s). With ``gateway_api`` the
+        gateway serves its GatewayClass, and a Gateway API Gateway and HTTPRoute of the
+        class route to the echo backend instead of an Ingress.
         """
         rollout = rollout or {"loadBalancerHealthCheck": FAST_CHECK}
         declared = api.Rollout.model_validate(rollout)
@@ -165,8 +172,13 @@ class Traffic:
             spec["clientIP"] = client_ip
         if controller:
             spec["controller"] = controller
+        if gateway_api:
+            spec["gatewayAPI"] = {"enabled": True}
         self.gateways.create(name, spec)
-        self.ingress(name)
+        if gateway_api:
+            self.http_route(name)
+        else:
+            self.ingress(name)
         self.gateways.wait_condition(name, "Ready", "True", timeout=120)
         gw = self.describe(name)
         gw.pre_stop = pre_stop_seconds(declared)
@@ -214,9 +226,77 @@ class Traffic:
         self.networking.create_namespaced_ingress(lab.APPS, body)
         self.ingresses.append(name)
 
+    def http_route(self, name: str) -> None:
+        """A Gateway of the gateway's class with one HTTP listener on port 80 (the Service's)
+        and an HTTPRoute of it to the echo backend, which marks what it routes with
+        ROUTE_HEADER; both in the backend's namespace. Waits until the Gateway is
+        Programmed with the load balancer's address and the route Accepted."""
+        custom = self.cluster.custom
+        gateway = {
+            "apiVersion": f"{GATEWAY_API}/v1",
+            "kind": "Gateway",
+            "metadata": {"name": name, "namespace": lab.APPS},
+            "spec": {
+                "gatewayClassName": name,
+                "listeners": [{"name": "http", "protocol": "HTTP", "port": 80}],
+            },
+        }
+        route = {
+            "apiVersion": f"{GATEWAY_API}/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": lab.APPS},
+            "spec": {
+                "parentRefs": [{"name": name}],
+                "rules": [
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                        "filters": [
+                            {
+                                "type": "RequestHeaderModifier",
+                                "requestHeaderModifier": {
+                                    "set": [{"name": ROUTE_HEADER, "value": name}]
+                                },
+                            }
+                        ],
+                        "backendRefs": [{"name": "echo", "port": 80}],
+                    }
+                ],
+            },
+        }
+        custom.create_namespaced_custom_object(GATEWAY_API, "v1", lab.APPS, "gateways", gateway)
+        custom.create_namespaced_custom_object(GATEWAY_API, "v1", lab.APPS, "httproutes", route)
+        self.routes.append(name)
+
+        def programmed() -> dict[str, Any] | None:
+            got: dict[str, Any] = custom.get_namespaced_custom_object(
+                GATEWAY_API, "v1", lab.APPS, "gateways", name
+            )
+            ok = (condition(got, "Programmed") or {}).get("status") == "True"
+            return got if ok and (got.get("status") or {}).get("addresses") else None
+
+        wait_for(programmed, f"Gateway {lab.APPS}/{name} Programmed with an address", 120)
+
+        def accepted() -> bool:
+            got = custom.get_namespaced_custom_object(
+                GATEWAY_API, "v1", lab.APPS, "httproutes", name
+            )
+            parents = (got.get("status") or {}).get("parents") or []
+            return any(
+                c.get("type") == "Accepted" and c.get("status") == "True"
+                for parent in parents
+                for c in parent.get("conditions") or []
+            )
+
+        wait_for(accepted, f"HTTPRoute {lab.APPS}/{name} Accepted", 60)
+
     def cleanup(self) -> None:
         for name in self.ingresses:
             self.networking.delete_namespaced_ingress(name, lab.APPS)
+        for name in self.routes:
+            for plural in ("httproutes", "gateways"):
+                self.cluster.custom.delete_namespaced_custom_object(
+                    GATEWAY_API, "v1", lab.APPS, plural, name
+                )
 
     # --- the load balancer --------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 import chart
+import gateway_api
 import localcluster
 from edge_operator import names
 
@@ -106,6 +107,26 @@ class Cluster:
             "--namespace", chart.NAMESPACE, "--create-namespace",
             *chart.set_args({"replicaCount": "0", **values}), "--wait", "--timeout", "2m",
         )  # fmt: skip
+
+    def install_gateway_api(self) -> None:
+        """The Gateway API CRDs (standard channel, hack/gateway_api.py), Established."""
+        gateway_api.install(self.kubeconfig)
+
+    def remove_gateway_api(self) -> None:
+        """Delete the Gateway API CRDs (and with them every Gateway API object)."""
+        crds = gateway_api.crd_names()
+        for name in crds:
+            try:
+                self.apiext.delete_custom_resource_definition(name)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+        def gone() -> bool:
+            listed = self.apiext.list_custom_resource_definition().items
+            return not {c.metadata.name for c in listed} & set(crds)
+
+        wait_for(gone, "the Gateway API CRDs deleted", timeout=60)
 
     def crd(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self.api.sanitize_for_serialization(

@@ -54,7 +54,9 @@ def test_wire_names_round_trip() -> None:
     wire = api.EdgeGatewaySpec.model_validate(BASE_SPEC).model_dump(
         by_alias=True, exclude_none=True
     )
-    assert set(wire) == {"nodes", "controller", "service", "clientIP", "rollout", "mesh", "paused"}
+    assert set(wire) == {
+        "nodes", "controller", "service", "clientIP", "rollout", "gatewayAPI", "mesh", "paused"
+    }  # fmt: skip
     assert "minWorkerNodes" in wire["nodes"]
     assert "trustedCIDRs" in wire["clientIP"]
     assert set(wire["rollout"]) == {"loadBalancerHealthCheck", "shutdownGraceSeconds"}

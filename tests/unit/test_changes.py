@@ -122,7 +122,7 @@ def test_pods_left_on_nodes_that_left_are_evicted() -> None:
 
 def test_expected_names_do_not_depend_on_the_replica_count() -> None:
     f = three_nodes()
-    keys, roles = changes.expected(changes.owner(f), f.gateway.spec)  # type: ignore[arg-type]
+    keys, roles = changes.expected(changes.owner(f), f.gateway.spec, False)  # type: ignore[arg-type]
     planned = changes.plan(f, node_rules.decide(f))
     assert set(keys) == set(planned.desired)
     assert roles

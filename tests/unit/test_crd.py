@@ -147,6 +147,7 @@ def test_examples_exist() -> None:
         "behind-cdn.yaml",
         "proxy-protocol.yaml",
         "mesh-istio.yaml",
+        "gateway-api.yaml",
     }
 
 

@@ -478,6 +478,7 @@ def test_cluster_roles_are_named_and_labelled() -> None:
 
     assert [r["metadata"]["name"] for r in roles] == [
         "edge-operator-traefik",
+        "edge-operator-traefik-gateway-api",
         "edge-operator-ingress-nginx",
         "edge-operator-ingress-nginx-namespace",
     ]
@@ -496,9 +497,12 @@ def test_cluster_role_is_a_valid_object(role: dict[str, Any]) -> None:
 @pytest.mark.parametrize("provider", PROVIDERS, ids=lambda p: p.NAME)
 def test_rendered_roles_are_installed(provider: Provider) -> None:
     rendered = provider.render(context(provider=provider))
+    serving = provider.render(replace(context(provider=provider), gateway_class="edge"))
     installed = {r["metadata"]["name"] for r in provider.cluster_roles()}
 
-    assert {rendered.cluster_role, rendered.namespace_role} - {None} == installed
+    bound = {rendered.cluster_role, rendered.namespace_role, serving.gateway_cluster_role}
+    assert bound - {None, ""} == installed
+    assert rendered.gateway_cluster_role == ""  # bound only while a GatewayClass is served
 
 
 #: Every write a role may grant: (API group, resource) -> verbs. Leases only in the
@@ -506,6 +510,17 @@ def test_rendered_roles_are_installed(provider: Provider) -> None:
 READ = {"get", "list", "watch"}
 WRITES: dict[str, dict[tuple[str, str], set[str]]] = {
     "edge-operator-traefik": {("networking.k8s.io", "ingresses/status"): {"update"}},
+    "edge-operator-traefik-gateway-api": {
+        ("gateway.networking.k8s.io", f"{kind}/status"): {"update"}
+        for kind in (
+            "backendtlspolicies",
+            "gatewayclasses",
+            "gateways",
+            "grpcroutes",
+            "httproutes",
+            "tlsroutes",
+        )
+    },
     "edge-operator-ingress-nginx": {
         ("networking.k8s.io", "ingresses/status"): {"update"},
         ("", "events"): {"create", "patch"},

@@ -579,8 +579,11 @@ def test_apply_policies_come_from_each_objects_module() -> None:
     """Immutable fields: a binding's roleRef and an IngressClass's controller make the
     object be deleted and created again; never a Service or a Deployment, and a
     Namespace is never among the kinds a gateway owns (so never deleted)."""
-    assert {"ClusterRoleBinding", "RoleBinding", "IngressClass"} == workload.RECREATE
+    assert {"ClusterRoleBinding", "RoleBinding", "IngressClass", "GatewayClass"} == (
+        workload.RECREATE
+    )
     assert not {"Service", "Deployment"} & workload.RECREATE
     assert "Namespace" not in workload.OWNED_KINDS
-    built = {o["kind"] for o in workload.build(workload.Inputs(OWNER, spec(), 2))}
+    served = spec(gatewayAPI={"enabled": True})
+    built = {o["kind"] for o in workload.build(workload.Inputs(OWNER, served, 2, None, True))}
     assert workload.RECREATE - {"RoleBinding"} <= built

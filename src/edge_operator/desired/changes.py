@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_operator import api, names
-from edge_operator.desired import ingressclass
+from edge_operator.desired import gatewayclass, ingressclass
 from edge_operator.desired import namespace as namespace_rules
 from edge_operator.desired import status as status_rules
 from edge_operator.desired import workload as workload_rules
@@ -41,6 +41,7 @@ class WorkloadPlan:
     deployment: Key
     service: Key
     ingress_class: str
+    gateway_class: str
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -78,11 +79,17 @@ def owner(facts: Facts) -> Owner:
     return Owner(facts.gateway.name, facts.gateway.uid)
 
 
-def expected(owner: Owner, spec: api.EdgeGatewaySpec) -> tuple[list[Key], list[str]]:
+def expected(
+    owner: Owner, spec: api.EdgeGatewaySpec, gateway_api_installed: bool
+) -> tuple[list[Key], list[str]]:
     """The keys of the objects the gateway's workload is made of, and the provider
     ClusterRoles its bindings point at: what the gather step checks by name. Neither
     depends on the replica count, so any count serves."""
-    objects = workload_rules.build(workload_rules.Inputs(owner, spec, ready_edge_nodes=0))
+    objects = workload_rules.build(
+        workload_rules.Inputs(
+            owner, spec, ready_edge_nodes=0, gateway_api_installed=gateway_api_installed
+        )
+    )
     roles = sorted({obj["roleRef"]["name"] for obj in objects if "roleRef" in obj})
     return [Key.of(obj) for obj in objects], roles
 
@@ -100,6 +107,7 @@ def plan(facts: Facts, decision: NodeDecision) -> WorkloadPlan:
         spec=spec,
         ready_edge_nodes=ready,
         autoscaled_replicas=facts.workload.autoscaled_replicas,
+        gateway_api_installed=facts.gateway_api.installed,
     )
     desired: dict[Key, Mapping[str, Any]] = {
         Key.of(obj): obj for obj in workload_rules.build(inputs)
@@ -125,6 +133,7 @@ def plan(facts: Facts, decision: NodeDecision) -> WorkloadPlan:
         deployment=Key("Deployment", ns, name),
         service=Key("Service", ns, name),
         ingress_class=ingressclass.name(who, spec),
+        gateway_class=gatewayclass.name(who, spec) if spec.gateway_api.enabled else "",
     )
 
 
@@ -144,6 +153,7 @@ def workload(
         deployment=planned.deployment,
         service=planned.service,
         ingress_class=planned.ingress_class,
+        gateway_class=planned.gateway_class,
         pending=() if applied else planned.changes,
         desired=planned.desired,
         failures=(conflicts + failures) if applied else failures,

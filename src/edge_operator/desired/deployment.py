@@ -182,6 +182,10 @@ def pod_template(owner: Owner, spec: api.EdgeGatewaySpec, rendered: Rendered) ->
         annotations[names.CONFIG_HASH_ANNOTATION] = digest(dict(rendered.config), length=10)
     if volumes:
         pod_spec["volumes"] = volumes
+    if rendered.sysctls:
+        pod_spec["securityContext"]["sysctls"] = [
+            {"name": k, "value": v} for k, v in sorted(rendered.sysctls.items())
+        ]
     return {
         "metadata": {
             "labels": {**labels(owner, provider), **mesh_labels},

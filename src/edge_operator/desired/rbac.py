@@ -57,3 +57,14 @@ def role_binding(owner: Owner, provider: str, namespace: str, role: str) -> dict
         "roleRef": _role_ref(role),
         "subjects": _subjects(owner, namespace),
     }
+
+
+def gateway_api_binding(owner: Owner, provider: str, namespace: str, role: str) -> dict[str, Any]:
+    """The provider's Gateway API rights, bound while the gateway serves a GatewayClass."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": metadata(owner, provider, names.gateway_api_binding_name(owner.name, provider)),
+        "roleRef": _role_ref(role),
+        "subjects": _subjects(owner, namespace),
+    }

@@ -20,9 +20,16 @@ LOAD_BALANCER_READY = "LoadBalancerReady"
 CLIENT_IP_PRESERVED = "ClientIPPreserved"
 EDGE_NODES_HEALTHY = "EdgeNodesHealthy"
 OBJECTS_OWNED = "ObjectsOwned"
+GATEWAY_API_READY = "GatewayAPIReady"
+GATEWAY_LISTENERS_ACCEPTED = "GatewayListenersAccepted"
 #: Conditions that warn without holding Ready back. (An edge node failing its health
-#: check costs capacity, not service: the load balancer sends to the others.)
-WARNINGS = frozenset({TAINT_SAFE, CLIENT_IP_PRESERVED, EDGE_NODES_HEALTHY, OBJECTS_OWNED})
+#: check costs capacity, not service: the load balancer sends to the others. A Gateway
+#: listener its controller refused is one user's Gateway, not the edge.)
+WARNINGS = frozenset(
+    {TAINT_SAFE, CLIENT_IP_PRESERVED, EDGE_NODES_HEALTHY, OBJECTS_OWNED, GATEWAY_LISTENERS_ACCEPTED}
+)
+#: Refused listeners named in the GatewayListenersAccepted message at most.
+LISTENERS_NAMED = 10
 #: Strangers named in the ObjectsOwned message at most (then "and N more").
 STRANGERS_NAMED = 10
 #: Reasons that need someone to act: the phase is Degraded, not Provisioning.
@@ -38,6 +45,7 @@ DEGRADED_REASONS = frozenset(
         "RolloutStuck",
         "NodeChangeDenied",
         "NodeRecordCorrupt",
+        "GatewayAPICRDsMissing",
     }
 )
 
@@ -54,6 +62,8 @@ class Workload:
     deployment: Key | None = None
     service: Key | None = None
     ingress_class: str = ""
+    #: The GatewayClass served ("": gatewayAPI off).
+    gateway_class: str = ""
     #: Changes not made (paused, refused): they go into status.plan.
     pending: tuple[tuple[Key, Action], ...] = ()
     #: What the pass wants each object to be (stamped), the missing Namespace included.
@@ -149,9 +159,15 @@ def invalid_spec_conditions(error: str) -> list[Cond]:
     ]
 
 
+#: Failures reported by a condition of their own, not by ControllerAvailable.
+OWN_CONDITION_KINDS = frozenset({"GatewayClass"})
+
+
 def _failure(workload: Workload, service: bool) -> Cond | None:
     type_ = LOAD_BALANCER_READY if service else CONTROLLER_AVAILABLE
     for key, reason, message in workload.failures:
+        if key.kind in OWN_CONDITION_KINDS:
+            continue  # GatewayAPIReady
         if (key.kind == "Service") == service:
             return Cond(type_, "False", reason, f"{key}: {message}")
     return None
@@ -275,6 +291,94 @@ def ownership_condition(gateway: str, strangers: Sequence[Key]) -> Cond:
     )
 
 
+def gateway_api_conditions(facts: Facts, workload: Workload) -> list[Cond]:
+    """GatewayAPIReady (the class is there, the gateway's, and its controller accepted
+    it) and, once it is, GatewayListenersAccepted; none with gatewayAPI off."""
+    spec = facts.gateway.spec
+    assert spec is not None
+    if not spec.gateway_api.enabled:
+        return []
+    name = workload.gateway_class
+    if not facts.gateway_api.installed:
+        return [
+            Cond(
+                GATEWAY_API_READY,
+                "False",
+                "GatewayAPICRDsMissing",
+                f"the Gateway API CRDs ({names.GATEWAY_API_GROUP}, standard channel) are not"
+                f" installed, so GatewayClass {name} cannot be made; install them (see the"
+                " README, Gateway API): the gateway serves the class then, no restart needed",
+            )
+        ]
+    key = Key("GatewayClass", "", name)
+    refused = next(((r, m) for k, r, m in workload.failures if k == key), None)
+    if refused is not None:
+        return [Cond(GATEWAY_API_READY, "False", refused[0], f"GatewayClass {name}: {refused[1]}")]
+    found = workload.objects.get(key)
+    accepted = next(
+        (
+            c
+            for c in ((found or {}).get("status") or {}).get("conditions") or []
+            if c.get("type") == "Accepted"
+            and c.get("observedGeneration", 0) >= (found or {})["metadata"].get("generation", 0)
+        ),
+        None,
+    )
+    controller = ((found or {}).get("spec") or {}).get("controllerName", "")
+    if found is None or accepted is None or accepted.get("status") != "True":
+        why = (
+            f"{accepted.get('reason')}: {accepted.get('message')}"
+            if accepted
+            else "not yet accepted"
+        )
+        return [
+            Cond(
+                GATEWAY_API_READY,
+                "False",
+                "NotAccepted",
+                f"GatewayClass {name} ({controller or 'being created'}): {why}",
+            )
+        ]
+    gateways = facts.gateway_api.gateways
+    programmed = sum(1 for g in gateways if g.programmed)
+    ready = Cond(
+        GATEWAY_API_READY,
+        "True",
+        "Accepted",
+        f"GatewayClass {name} is accepted by {controller}; {programmed} of its"
+        f" {len(gateways)} Gateway(s) are Programmed",
+    )
+    listeners = [
+        f"{g.namespace}/{g.name} listener {listener} ({reason}: {message})"
+        for g in gateways
+        for listener, reason, message in g.refused_listeners
+    ]
+    if not listeners:
+        return [
+            ready,
+            Cond(
+                GATEWAY_LISTENERS_ACCEPTED,
+                "True",
+                "ListenersAccepted",
+                f"every listener of the {len(gateways)} Gateway(s) of {name} is accepted",
+            ),
+        ]
+    more = len(listeners) - LISTENERS_NAMED
+    ports = spec.service.ports
+    return [
+        ready,
+        Cond(
+            GATEWAY_LISTENERS_ACCEPTED,
+            "False",
+            "ListenerNotAccepted",
+            "; ".join(listeners[:LISTENERS_NAMED])
+            + (f" and {more} more" if more > 0 else "")
+            + f". Listeners of {name} must use the Service's ports: HTTP {ports.http},"
+            f" HTTPS or TLS {ports.https}",
+        ),
+    ]
+
+
 def client_ip_condition(spec: api.EdgeGatewaySpec) -> Cond:
     if spec.service.external_traffic_policy == "Local":
         return Cond(
@@ -396,6 +500,7 @@ def gateway_status(
         load_balancer_condition(workload),
         client_ip_condition(spec),
         ownership_condition(gw.name, facts.workload.strangers),
+        *gateway_api_conditions(facts, workload),
     ]
     if health := lb_health_condition(facts, decision.selected):
         wanted.append(health)
@@ -425,6 +530,14 @@ def gateway_status(
         "readyReplicas": int((deploy or {}).get("status", {}).get("readyReplicas") or 0),
         "addresses": addresses(dict(svc) if svc else None),
         "ingressClassName": workload.ingress_class,
+        **(
+            {
+                "gatewayClassName": workload.gateway_class,
+                "gatewaysProgrammed": sum(1 for g in facts.gateway_api.gateways if g.programmed),
+            }
+            if spec.gateway_api.enabled
+            else {}
+        ),
         "daemonSetsNotTolerating": list(decision.intolerant_daemonsets),
         "plan": plan(shown, workload),
         "conditions": merge_conditions(

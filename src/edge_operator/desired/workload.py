@@ -4,11 +4,12 @@ Namespace (created if missing, never deleted: other gateways and workloads may
 share it), ServiceAccount, its bindings to the provider's ClusterRoles (installed
 with the operator: the operator binds, it grants nothing itself), the provider's
 ConfigMap, the Deployment, its PodDisruptionBudget, the IngressClass, the
-LoadBalancer Service and, for Traefik, the readiness route. All but the Namespace
+LoadBalancer Service, for Traefik the readiness route and, with gatewayAPI on, the
+GatewayClass and the binding of the provider's Gateway API role. All but the Namespace
 carry an ownerReference to the EdgeGateway, so the garbage collector removes them
 with it. Each object is built in a module of its own (namespace, rbac, configmap,
-deployment, pdb, ingressclass, service, readiness), which also says how it is applied
-(RECREATE); this module composes them.
+deployment, pdb, ingressclass, service, readiness, gatewayclass), which also says how
+it is applied (RECREATE); this module composes them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_operator import api, names
-from edge_operator.desired import configmap, ingressclass, pdb, rbac
+from edge_operator.desired import configmap, gatewayclass, ingressclass, pdb, rbac
 from edge_operator.desired import deployment as deployment_rules
 from edge_operator.desired import readiness as readiness_rules
 from edge_operator.desired import service as service_rules
@@ -38,11 +39,14 @@ OWNED_KINDS = (
     "IngressClass",
     "Service",
     "Ingress",
+    "GatewayClass",
 )
+#: Kinds listed only where their CRDs are installed (a 404 otherwise means "none").
+OPTIONAL_KINDS = frozenset({"GatewayClass"})
 #: Kinds deleted and created again when an immutable field of theirs must change
 #: (each object's module says why). Never a Service (its load balancer and address
 #: would go) nor a Deployment (its pods).
-RECREATE = rbac.RECREATE | ingressclass.RECREATE
+RECREATE = rbac.RECREATE | ingressclass.RECREATE | gatewayclass.RECREATE
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,13 @@ class Inputs:
     ready_edge_nodes: int
     #: The Deployment's current replicas when a HorizontalPodAutoscaler targets it.
     autoscaled_replicas: int | None = None
+    #: The Gateway API CRDs are installed (GatewayClass is served).
+    gateway_api_installed: bool = False
+
+
+def serves_gateway_api(inputs: Inputs) -> bool:
+    """The gateway's controller serves a GatewayClass: gatewayAPI on, and its CRDs there."""
+    return inputs.spec.gateway_api.enabled and inputs.gateway_api_installed
 
 
 def controller_pods(pods: Iterable[PodFacts], deployment: str) -> list[PodFacts]:
@@ -102,6 +113,9 @@ def render(inputs: Inputs) -> Rendered:
             service=name,
             config_map=name,
             spec=spec,
+            gateway_class=gatewayclass.name(inputs.owner, spec)
+            if serves_gateway_api(inputs)
+            else "",
         )
     )
 
@@ -116,6 +130,8 @@ def build(inputs: Inputs) -> list[dict[str, Any]]:
         rbac.service_account(owner, provider, ns),
         rbac.cluster_role_binding(owner, provider, ns, rendered.cluster_role),
     ]
+    if rendered.gateway_cluster_role:
+        objects.append(rbac.gateway_api_binding(owner, provider, ns, rendered.gateway_cluster_role))
     if rendered.namespace_role:
         objects.append(rbac.role_binding(owner, provider, ns, rendered.namespace_role))
     if rendered.config is not None:
@@ -128,4 +144,6 @@ def build(inputs: Inputs) -> list[dict[str, Any]]:
         # The route's backend is where the controller answers its readiness probe.
         objects.append(readiness_rules.service(owner, spec, rendered.readiness.port))
         objects.append(readiness_rules.ingress(owner, spec, ingressclass.name(owner, spec)))
+    if serves_gateway_api(inputs) and rendered.gateway_controller:
+        objects.append(gatewayclass.gateway_class(owner, spec, rendered.gateway_controller))
     return [stamped(obj) for obj in objects]

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from edge_operator import api
+from edge_operator import api, names
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class Context:
     service: str  # name of the LoadBalancer Service (for ingress status addresses)
     config_map: str  # name of the ConfigMap, when the provider uses one
     spec: api.EdgeGatewaySpec
+    #: The GatewayClass whose Gateways the controller serves ("": none; gatewayAPI off or
+    #: its CRDs not installed).
+    gateway_class: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,13 @@ class Rendered:
     #: an Ingress of the gateway's class, desired/readiness.py): it passes only once the
     #: controller has loaded the Ingresses of its class.
     readiness_route: bool = False
+    #: Namespaced sysctls of the pod (Pod Security's safe set only).
+    sysctls: Mapping[str, str] = field(default_factory=dict)
+    #: GatewayClass spec.controllerName ("": the provider serves no Gateway API).
+    gateway_controller: str = ""
+    #: ClusterRole with the controller's Gateway API rights, bound cluster-wide while it
+    #: serves a GatewayClass ("": none).
+    gateway_cluster_role: str = ""
     #: Where the ConfigMap is mounted in the container ("": not mounted; the provider
     #: reads it from the API, as ingress-nginx does). Its content's hash is on the pod
     #: template, so a change rolls the pods out.
@@ -90,3 +100,19 @@ class Provider(Protocol):
     def render(self, ctx: Context) -> Rendered: ...
 
     def cluster_roles(self) -> list[dict[str, Any]]: ...
+
+
+def cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    """A provider ClusterRole as the chart installs it (providers' ``cluster_roles``)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {
+            "name": name,
+            "labels": {
+                names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
+                names.PART_OF_LABEL: names.MANAGED_BY_VALUE,
+            },
+        },
+        "rules": rules,
+    }

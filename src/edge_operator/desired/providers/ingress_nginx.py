@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from edge_operator import api, names
-from edge_operator.desired.providers import Context, Probe, Rendered
+from edge_operator.desired.providers import Context, Probe, Rendered, cluster_role
 
 NAME = "ingress-nginx"
 DEFAULT_IMAGE = "registry.k8s.io/ingress-nginx/controller:v1.15.1"
@@ -188,21 +188,6 @@ def render(ctx: Context) -> Rendered:
     )
 
 
-def _cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {
-            "name": name,
-            "labels": {
-                names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
-                names.PART_OF_LABEL: names.MANAGED_BY_VALUE,
-            },
-        },
-        "rules": rules,
-    }
-
-
 def cluster_roles() -> list[dict[str, Any]]:
     """The controller's ClusterRole and namespace Role of deploy/static (v1.14), as ClusterRoles.
 
@@ -248,4 +233,4 @@ def cluster_roles() -> list[dict[str, Any]]:
         },
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     ]
-    return [_cluster_role(CLUSTER_ROLE, cluster), _cluster_role(NAMESPACE_ROLE, namespace)]
+    return [cluster_role(CLUSTER_ROLE, cluster), cluster_role(NAMESPACE_ROLE, namespace)]

@@ -1,4 +1,5 @@
-"""Traefik v3, serving Ingresses through its kubernetesingress provider.
+"""Traefik v3, serving Ingresses through its kubernetesingress provider and, with
+gatewayAPI on, the Gateways of the gateway's GatewayClass through kubernetesGateway.
 
 Traefik is configured by command-line flags alone: it reads its static
 configuration from exactly one source (file, flags or environment), so a
@@ -13,7 +14,7 @@ from typing import Any
 import yaml
 
 from edge_operator import api, names
-from edge_operator.desired.providers import Context, Probe, Rendered
+from edge_operator.desired.providers import Context, Probe, Rendered, cluster_role
 
 NAME = "traefik"
 DEFAULT_IMAGE = "docker.io/traefik:v3.7.13"
@@ -25,8 +26,16 @@ CONTROLLER = "traefik.io/ingress-controller"
 #: header or the scheme (80/443), never from the port it listens on.
 HTTP_PORT = 8000
 HTTPS_PORT = 8443
-#: The "traefik" entry point, which serves only /ping here (no API, no dashboard).
-PING_PORT = 8080
+#: The "traefik" entry point, which serves only /ping here (no API, no dashboard); the
+#: next one when a Service port takes it (Gateway API on).
+PING_PORTS = (8080, 8081, 8082)
+#: The GatewayClass controllerName Traefik's kubernetesGateway provider serves
+#: (pkg/provider/kubernetes/gateway/kubernetes.go, v3.7.13).
+GATEWAY_CONTROLLER = "traefik.io/gateway-controller"
+GATEWAY_CLUSTER_ROLE = f"{CLUSTER_ROLE}-gateway-api"
+#: Lets the non-root controller bind the Service's ports below 1024 (a namespaced sysctl
+#: in Pod Security's safe set, so allowed under "restricted").
+UNPRIVILEGED_PORT_SYSCTL = "net.ipv4.ip_unprivileged_port_start"
 #: How long a new pod may take to load its routes before it is restarted: a Kubernetes
 #: provider that cannot sync would otherwise serve 404s for ever (traefik/traefik#13390).
 STARTUP_SECONDS = 120
@@ -120,12 +129,49 @@ def _shutdown_args(rollout: api.Rollout) -> list[str]:
     ]
 
 
+def listen_ports(ctx: Context) -> tuple[int, int, int]:
+    """The http, https and ping entry points' ports inside the pod.
+
+    With a GatewayClass served, http and https are the Service's own ports: Traefik gives
+    a Gateway listener the entry point whose address ends in the listener's port
+    (pkg/provider/kubernetes/gateway/kubernetes.go, entryPointName), and listeners are
+    written with the ports clients use (80, 443). Otherwise 8000 and 8443.
+    """
+    if not ctx.gateway_class:
+        return HTTP_PORT, HTTPS_PORT, PING_PORTS[0]
+    ports = ctx.spec.service.ports
+    ping = next(p for p in PING_PORTS if p not in (ports.http, ports.https))
+    return ports.http, ports.https, ping
+
+
+def _gateway_args(ctx: Context) -> list[str]:
+    # One Traefik serves the GatewayClasses its labelSelector matches and whose
+    # controllerName is GATEWAY_CONTROLLER (pkg/provider/kubernetes/gateway/client.go),
+    # and their Gateways in every namespace; each Gateway's status.addresses are the
+    # LoadBalancer Service's.
+    if not ctx.gateway_class:
+        return []
+    provider = "--providers.kubernetesGateway"
+    return [
+        f"{provider}=true",
+        f"{provider}.labelSelector={names.GATEWAY_LABEL}={ctx.gateway}",
+        f"{provider}.statusAddress.service.name={ctx.service}",
+        f"{provider}.statusAddress.service.namespace={ctx.namespace}",
+    ]
+
+
+def _sysctls(ports: tuple[int, ...]) -> dict[str, str]:
+    lowest = min(ports)
+    return {UNPRIVILEGED_PORT_SYSCTL: str(lowest)} if lowest < 1024 else {}
+
+
 def render(ctx: Context) -> Rendered:
+    http, https, ping_port = listen_ports(ctx)
     args = (
-        f"--entryPoints.web.address=:{HTTP_PORT}/tcp",
-        f"--entryPoints.websecure.address=:{HTTPS_PORT}/tcp",
+        f"--entryPoints.web.address=:{http}/tcp",
+        f"--entryPoints.websecure.address=:{https}/tcp",
         "--entryPoints.websecure.http.tls=true",
-        f"--entryPoints.traefik.address=:{PING_PORT}/tcp",
+        f"--entryPoints.traefik.address=:{ping_port}/tcp",
         "--ping=true",
         "--ping.entryPoint=traefik",
         "--providers.kubernetesingress=true",
@@ -134,6 +180,7 @@ def render(ctx: Context) -> Rendered:
         f"{ctx.namespace}/{ctx.service}",
         # The operator pins the image; edge nodes need not call home to learn of releases.
         "--global.checkNewVersion=false",
+        *_gateway_args(ctx),
         "--log.level=INFO",
         *_shutdown_args(ctx.spec.rollout),
         *_keep_alive_args(ctx.spec.rollout),
@@ -147,12 +194,12 @@ def render(ctx: Context) -> Rendered:
     # Ingress of this class: the provider sends its first configuration only after its
     # informers have synced, built from every Ingress of the class at once
     # (pkg/provider/kubernetes/ingress), so the route is there only when all are.
-    ping = Probe(path="/ping", port=PING_PORT)
-    routes = Probe(path="/ping", port=HTTP_PORT, host=names.readiness_host(ctx.gateway))
+    ping = Probe(path="/ping", port=ping_port)
+    routes = Probe(path="/ping", port=http, host=names.readiness_host(ctx.gateway))
     return Rendered(
         image=ctx.spec.controller.image or DEFAULT_IMAGE,
         args=args,
-        ports={"http": HTTP_PORT, "https": HTTPS_PORT, "traefik": PING_PORT},
+        ports={"http": http, "https": https, "traefik": ping_port},
         readiness=ping,
         liveness=ping,
         startup=routes,
@@ -165,6 +212,9 @@ def render(ctx: Context) -> Rendered:
         read_only_root_filesystem=True,
         scratch={"/tmp": "tmp"},
         cluster_role=CLUSTER_ROLE,
+        sysctls=_sysctls((http, https)),
+        gateway_controller=GATEWAY_CONTROLLER,
+        gateway_cluster_role=GATEWAY_CLUSTER_ROLE if ctx.gateway_class else "",
     )
 
 
@@ -177,17 +227,9 @@ def cluster_roles() -> list[dict[str, Any]]:
     """
     read = ["get", "list", "watch"]
     return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {
-                "name": CLUSTER_ROLE,
-                "labels": {
-                    names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
-                    names.PART_OF_LABEL: names.MANAGED_BY_VALUE,
-                },
-            },
-            "rules": [
+        cluster_role(
+            CLUSTER_ROLE,
+            [
                 {"apiGroups": [""], "resources": ["nodes", "secrets", "services"], "verbs": read},
                 {
                     "apiGroups": ["discovery.k8s.io"],
@@ -205,5 +247,38 @@ def cluster_roles() -> list[dict[str, Any]]:
                     "verbs": ["update"],
                 },
             ],
-        }
+        ),
+        cluster_role(GATEWAY_CLUSTER_ROLE, gateway_rules()),
+    ]
+
+
+#: The Gateway API kinds Traefik's kubernetesGateway provider watches (standard channel;
+#: TCPRoute only with experimentalChannel, which the operator leaves off), and those
+#: whose status it writes (pkg/provider/kubernetes/gateway/client.go, v3.7.13).
+GATEWAY_KINDS = (
+    "backendtlspolicies", "gatewayclasses", "gateways", "grpcroutes", "httproutes",
+    "referencegrants", "tlsroutes",
+)  # fmt: skip
+GATEWAY_STATUS_KINDS = (
+    "backendtlspolicies", "gatewayclasses", "gateways", "grpcroutes", "httproutes", "tlsroutes",
+)  # fmt: skip
+
+
+def gateway_rules() -> list[dict[str, Any]]:
+    """What the Gateway API provider reads on top of the Ingress provider's rights:
+    namespaces (listeners' allowedRoutes selectors) and ConfigMaps (BackendTLSPolicy
+    CA certificates), the Gateway API objects, and their status."""
+    return [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+        {
+            "apiGroups": [names.GATEWAY_API_GROUP],
+            "resources": list(GATEWAY_KINDS),
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": [names.GATEWAY_API_GROUP],
+            "resources": [f"{kind}/status" for kind in GATEWAY_STATUS_KINDS],
+            "verbs": ["update"],
+        },
     ]
