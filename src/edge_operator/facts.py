@@ -313,6 +313,8 @@ class GatewayAPIGateway:
     programmed: bool
     #: Listeners the controller did not accept: (listener, reason, message).
     refused_listeners: tuple[tuple[str, str, str], ...] = ()
+    #: Every listener: (name, port).
+    listeners: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_api(cls, obj: Mapping[str, Any]) -> GatewayAPIGateway:
@@ -329,6 +331,10 @@ class GatewayAPIGateway:
             name=obj["metadata"]["name"],
             programmed=is_true(status.get("conditions") or [], "Programmed"),
             refused_listeners=tuple(refused),
+            listeners=tuple(
+                (str(lst.get("name", "")), int(lst.get("port") or 0))
+                for lst in (obj.get("spec") or {}).get("listeners") or []
+            ),
         )
 
 

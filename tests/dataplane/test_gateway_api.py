@@ -42,15 +42,18 @@ def test_traefik_serves_the_class_and_refuses_a_listener_on_another_port(
     assert seen["headers"].get(ROUTE_HEADER) == [name], seen["headers"]
     assert seen["client"] == client.ip
 
-    # A listener on 8080, which the Service does not expose: Traefik refuses it on the
-    # Gateway's status, and the EdgeGateway names it (a warning: still Ready).
-    other = f"{name}-8080"
+    # Listeners on ports the Service does not expose: on 8090 Traefik has no entry point
+    # and refuses it on the Gateway's status; on 8080 it has one (the pod's internal ping
+    # entry point) and accepts it, but the load balancer never sends there. The
+    # EdgeGateway names both (a warning: still Ready).
+    other = f"{name}-other"
     traffic.cluster.custom.create_namespaced_custom_object(
         GATEWAY_API, "v1", lab.APPS, "gateways",
         {"apiVersion": f"{GATEWAY_API}/v1", "kind": "Gateway",
          "metadata": {"name": other, "namespace": lab.APPS},
          "spec": {"gatewayClassName": name,
-                  "listeners": [{"name": "alt", "protocol": "HTTP", "port": 8080}]}},
+                  "listeners": [{"name": "alt", "protocol": "HTTP", "port": 8090},
+                                {"name": "ping", "protocol": "HTTP", "port": 8080}]}},
     )  # fmt: skip
     traffic.routes.append(other)
 
@@ -63,7 +66,7 @@ def test_traefik_serves_the_class_and_refuses_a_listener_on_another_port(
         return None
 
     cond = wait_for(refused, f"Traefik refuses the listener of {other}", timeout=60)
-    print(f"Traefik on the listener on 8080: {cond['reason']}: {cond['message']}")
+    print(f"Traefik on the listener on 8090: {cond['reason']}: {cond['message']}")
     assert cond["reason"] == "PortUnavailable"
     obj = traffic.gateways.wait_condition(
         name, "GatewayListenersAccepted", "False", "ListenerNotAccepted"
@@ -71,4 +74,5 @@ def test_traefik_serves_the_class_and_refuses_a_listener_on_another_port(
     message = condition(obj, "GatewayListenersAccepted")["message"]  # type: ignore[index]
     print(f"EdgeGateway {name}: {message}")
     assert f"{lab.APPS}/{other} listener alt (PortUnavailable" in message
+    assert f"{lab.APPS}/{other} listener ping (PortNotExposed" in message
     assert condition(obj, "Ready")["status"] == "True"  # type: ignore[index]

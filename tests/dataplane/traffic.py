@@ -7,6 +7,7 @@ Traefik pod and on to the echo backend, which answers with what it saw.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import itertools
 import json
@@ -27,7 +28,7 @@ from edge_operator import api, names
 from edge_operator.desired.deployment import pre_stop_seconds
 from lab import lb
 from lab.load import Load, Outcome, Results
-from tests.e2e.cluster import Cluster, Gateways, condition, wait_for
+from tests.e2e.cluster import Cluster, Gateways, condition, ignore_not_found, wait_for
 
 NS = names.DEFAULT_NAMESPACE
 #: The load balancer checks every second and acts on two results in a row; the pods'
@@ -292,11 +293,14 @@ class Traffic:
     def cleanup(self) -> None:
         for name in self.ingresses:
             self.networking.delete_namespaced_ingress(name, lab.APPS)
-        for name in self.routes:
+        for name in self.routes:  # a test may add a Gateway of its own, without a route
             for plural in ("httproutes", "gateways"):
-                self.cluster.custom.delete_namespaced_custom_object(
-                    GATEWAY_API, "v1", lab.APPS, plural, name
-                )
+                ignore_not_found(
+                    functools.partial(
+                        self.cluster.custom.delete_namespaced_custom_object,
+                        GATEWAY_API, "v1", lab.APPS, plural, name,
+                    )
+                )  # fmt: skip
 
     # --- the load balancer --------------------------------------------------------------
 

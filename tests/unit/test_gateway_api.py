@@ -66,6 +66,7 @@ def test_off_or_without_crds_no_class_no_rights_no_provider() -> None:
         flags = args(s, installed)
         assert not [a for a in flags if "kubernetesGateway" in a]
         assert "--entryPoints.web.address=:8000/tcp" in flags  # unchanged
+        assert not [a for a in flags if a.startswith("--entryPoints.traefik.http.")]
 
 
 def test_serving_the_class_configures_traefik_for_it() -> None:
@@ -78,6 +79,9 @@ def test_serving_the_class_configures_traefik_for_it() -> None:
     # Listeners are written with the Service's ports: the entry points listen on them.
     assert "--entryPoints.web.address=:80/tcp" in flags
     assert "--entryPoints.websecure.address=:443/tcp" in flags
+    # A listener on the ping entry point's port gets the same header removal.
+    assert "--entryPoints.traefik.http.aliasHeadersStrategy=delete" in flags
+    assert "--entryPoints.traefik.http.middlewares=edge-client-headers@file" in flags
     objects = by_kind(s)
     [deploy] = objects["Deployment"]
     pod = deploy["spec"]["template"]["spec"]
@@ -198,6 +202,14 @@ def test_waiting_for_the_controller_then_accepted_with_gateways_counted() -> Non
     listeners = got["GatewayListenersAccepted"]
     assert (listeners.status, listeners.reason) == ("False", "ListenerNotAccepted")
     assert "apps/b listener h (PortUnavailable: no)" in listeners.message
+
+    # A listener the controller accepted on a port the Service does not expose.
+    hidden = (GatewayAPIGateway("apps", "c", True, (), (("web", 80), ("ping", 8080))),)
+    f = replace(f, gateway_api=GatewayAPIFacts(installed=True, gateways=hidden))
+    hidden_cond = conditions(f, {key: accepted_class("gw")})["GatewayListenersAccepted"]
+    assert hidden_cond.status == "False"
+    assert "apps/c listener ping (PortNotExposed" in hidden_cond.message
+    assert "listener web" not in hidden_cond.message
     assert "GatewayListenersAccepted" in status_rules.WARNINGS
 
 
@@ -227,9 +239,10 @@ def test_gateway_status_is_read_from_the_controller() -> None:
             "listeners": [listener],
         },
     }
+    obj["spec"] = {"listeners": [{"name": "web", "port": 8090, "protocol": "HTTP"}]}
     got = GatewayAPIGateway.from_api(obj)
     assert got == GatewayAPIGateway(
-        "apps", "g", True, (("web", "PortUnavailable", "Cannot find entryPoint"),)
+        "apps", "g", True, (("web", "PortUnavailable", "Cannot find entryPoint"),), (("web", 8090),)
     )
     assert (
         GatewayAPIGateway.from_api({"metadata": {"name": "n", "namespace": "x"}}).programmed

@@ -348,10 +348,21 @@ def gateway_api_conditions(facts: Facts, workload: Workload) -> list[Cond]:
         f"GatewayClass {name} is accepted by {controller}; {programmed} of its"
         f" {len(gateways)} Gateway(s) are Programmed",
     )
+    ports = spec.service.ports
+    exposed = {ports.http, ports.https}
+    answered = {(g.namespace, g.name, lst) for g in gateways for lst, _, _ in g.refused_listeners}
     listeners = [
         f"{g.namespace}/{g.name} listener {listener} ({reason}: {message})"
         for g in gateways
         for listener, reason, message in g.refused_listeners
+    ] + [
+        # The controller may accept it (an entry point inside the pod has the port), but
+        # the load balancer never sends to it.
+        f"{g.namespace}/{g.name} listener {listener} (PortNotExposed: the Service has no"
+        f" port {port})"
+        for g in gateways
+        for listener, port in g.listeners
+        if port not in exposed and (g.namespace, g.name, listener) not in answered
     ]
     if not listeners:
         return [
@@ -364,7 +375,6 @@ def gateway_api_conditions(facts: Facts, workload: Workload) -> list[Cond]:
             ),
         ]
     more = len(listeners) - LISTENERS_NAMED
-    ports = spec.service.ports
     return [
         ready,
         Cond(

@@ -91,7 +91,7 @@ def _client_ip_args(client_ip: api.ClientIP) -> list[str]:
     return []
 
 
-def _client_header_args() -> list[str]:
+def _client_header_args(entry_points: tuple[str, ...] = ENTRY_POINTS) -> list[str]:
     # aliasHeadersStrategy (v3.7.12+, pkg/server/server_entrypoint_tcp.go) deletes every
     # header whose name has a character other than a letter, digit or '-' before any
     # handler runs: X_Forwarded_For and X.Forwarded.For never reach forwardedHeaders or
@@ -99,7 +99,7 @@ def _client_header_args() -> list[str]:
     # aggregator.go prepends them), for every Ingress of the class.
     return [
         arg
-        for ep in ENTRY_POINTS
+        for ep in entry_points
         for arg in (
             f"--entryPoints.{ep}.http.aliasHeadersStrategy=delete",
             f"--entryPoints.{ep}.http.middlewares={CLIENT_HEADERS_MIDDLEWARE}@file",
@@ -184,7 +184,10 @@ def render(ctx: Context) -> Rendered:
         "--log.level=INFO",
         *_shutdown_args(ctx.spec.rollout),
         *_keep_alive_args(ctx.spec.rollout),
-        *_client_header_args(),
+        # Traefik attaches a Gateway listener to any entry point on its port, the ping one
+        # too (which the Service does not expose, but pods can reach): it gets the same
+        # header removal, and trusts no forwarded header (forwardedHeaders unset).
+        *_client_header_args((*ENTRY_POINTS, "traefik") if ctx.gateway_class else ENTRY_POINTS),
         *_client_ip_args(ctx.spec.client_ip),
         *ctx.spec.controller.extra_args,
     )
