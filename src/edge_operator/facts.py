@@ -344,6 +344,8 @@ class GatewayAPIFacts:
 
     #: The Gateway API CRDs are installed (the API serves GatewayClasses).
     installed: bool = False
+    #: The operator may not read GatewayClasses or Gateways (its ClusterRole is older).
+    forbidden: bool = False
     #: The Gateways of the gateway's class, by namespace and name.
     gateways: tuple[GatewayAPIGateway, ...] = ()
 

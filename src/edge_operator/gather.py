@@ -36,7 +36,7 @@ from edge_operator.facts import (
     PodFacts,
     WorkloadFacts,
 )
-from edge_operator.kube import Kube, NotFoundError
+from edge_operator.kube import ForbiddenError, Kube, NotFoundError
 from edge_operator.pools import Pool
 
 T = TypeVar("T")
@@ -116,7 +116,7 @@ class Gatherer:
         pods = self._read(
             self.kube.list_pods, spec.controller.namespace, f"{names.GATEWAY_LABEL}={gw.name}"
         )
-        workload, installed = self._workload(gw)
+        workload, gateway_api = self._workload(gw)
         ours = workload_rules.controller_pods(
             (PodFacts.from_api(p) for p in pods.result()), names.workload_name(gw.name)
         )
@@ -131,7 +131,7 @@ class Gatherer:
             now=self.clock(),
             lb_health=self.lb_health(gw.name) if self.lb_health else None,
             workload=workload,
-            gateway_api=self._gateway_api(gw, installed),
+            gateway_api=self._gateway_api(gw, gateway_api),
         )
 
     def _read(self, read: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
@@ -148,36 +148,41 @@ class Gatherer:
             seen = (GatewayFacts.from_api(o) for o in self.kube.list_gateways())
         return tuple(sorted((g for g in seen if g.name != name), key=lambda g: g.name))
 
-    def _gateway_api(self, gw: GatewayFacts, installed: bool) -> GatewayAPIFacts:
+    def _gateway_api(self, gw: GatewayFacts, state: str) -> GatewayAPIFacts:
         """The Gateways of the gateway's class (Gateways are users' objects: all are
         listed, from the watch cache, and those of the class kept)."""
         assert gw.spec is not None
+        installed, forbidden = state == "installed", state == "forbidden"
         if not (gw.spec.gateway_api.enabled and installed):
-            return GatewayAPIFacts(installed=installed)
+            return GatewayAPIFacts(installed=installed, forbidden=forbidden)
         owner = Owner(gw.name, gw.uid)
         class_name = gatewayclass.name(owner, gw.spec)
         try:
             listed = self.kube.list_objects("Gateway", "")
         except NotFoundError:  # the CRDs went away since the class was listed
             return GatewayAPIFacts(installed=False)
+        except ForbiddenError:
+            return GatewayAPIFacts(installed=True, forbidden=True)
         ours = (g for g in listed if (g.get("spec") or {}).get("gatewayClassName") == class_name)
         found = (GatewayAPIGateway.from_api(g) for g in ours)
         return GatewayAPIFacts(
             installed=True, gateways=tuple(sorted(found, key=lambda g: (g.namespace, g.name)))
         )
 
-    def _list_owned(self, kind: str, selector: str) -> list[dict[str, Any]] | None:
-        """The kind's objects with the gateway's label; None: the API does not serve the
-        kind (an optional kind whose CRDs are not installed)."""
+    def _list_owned(self, kind: str, selector: str) -> list[dict[str, Any]] | str:
+        """The kind's objects with the gateway's label; for an optional kind the API does
+        not serve (its CRDs are not installed) or lets the operator not read (a ClusterRole
+        older than the operator), why: "missing" or "forbidden"."""
         try:
             return self.kube.list_objects(kind, selector)
-        except NotFoundError:
-            if kind in workload_rules.OPTIONAL_KINDS:
-                return None
-            raise
+        except (NotFoundError, ForbiddenError) as error:
+            if kind not in workload_rules.OPTIONAL_KINDS:
+                raise
+            return "missing" if isinstance(error, NotFoundError) else "forbidden"
 
-    def _workload(self, gw: GatewayFacts) -> tuple[WorkloadFacts, bool]:
-        """The gateway's objects, and whether the Gateway API CRDs are installed."""
+    def _workload(self, gw: GatewayFacts) -> tuple[WorkloadFacts, str]:
+        """The gateway's objects, and whether Gateway API can be served: "installed",
+        "missing" (no CRDs) or "forbidden" (the operator may not read GatewayClasses)."""
         assert gw.spec is not None
         owner = Owner(gw.name, gw.uid)
         ns = gw.spec.controller.namespace
@@ -186,13 +191,15 @@ class Gatherer:
             kind: self._read(self._list_owned, kind, selector)
             for kind in workload_rules.OWNED_KINDS
         }
-        installed = listed["GatewayClass"].result() is not None
-        keys, roles = changes.expected(owner, gw.spec, installed)
+        classes = listed["GatewayClass"].result()
+        gateway_api = classes if isinstance(classes, str) else "installed"
+        keys, roles = changes.expected(owner, gw.spec, gateway_api == "installed")
         role_exists = [self._read(self._exists, Key("ClusterRole", "", r)) for r in roles]
         owned: dict[Key, Mapping[str, Any]] = {}
         labelled: set[Key] = set()  # with the label, without the ownerReference
         for objects in listed.values():
-            for obj in objects.result() or ():
+            result = objects.result()
+            for obj in () if isinstance(result, str) else result:
                 if owner.owns(obj):
                     owned[Key.of(obj)] = obj
                 else:
@@ -227,7 +234,7 @@ class Gatherer:
                 r for r, exists in zip(roles, role_exists, strict=True) if not exists.result()
             ),
         )
-        return workload, installed
+        return workload, gateway_api
 
     def _lookup(self, key: Key) -> dict[str, Any] | None:
         try:

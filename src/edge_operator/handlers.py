@@ -31,12 +31,12 @@ from typing import Any
 
 import kopf
 
-from edge_operator import memory, metrics, names, nodeprobe, probes
+from edge_operator import gatewayapiwatch, memory, metrics, names, nodeprobe, probes
 from edge_operator.desired import gatewayclass
 from edge_operator.desired.nodes import candidates, holder
 from edge_operator.desired.objects import Key, Owner
 from edge_operator.desired.status import NODES_CONFIGURED
-from edge_operator.desired.workload import OWNED_KINDS
+from edge_operator.desired.workload import OPTIONAL_KINDS, OWNED_KINDS
 from edge_operator.facts import GatewayFacts, NodeFacts, is_true
 from edge_operator.gather import NodeCache
 from edge_operator.kube import KINDS, Kube, KubeError, backoff
@@ -51,7 +51,11 @@ GATEWAYS: dict[str, Any] = {"group": names.GROUP, "version": names.VERSION, "plu
 RESYNC_SECONDS = float(os.environ.get("EDGE_OPERATOR_RESYNC_SECONDS", "3600"))
 #: The kinds of object a gateway owns, as (group, version, plural): what the pass
 #: builds (workload.OWNED_KINDS), where the API serves it (kube.KINDS).
-OWNED_RESOURCES = tuple((*KINDS[kind].group_version, KINDS[kind].plural) for kind in OWNED_KINDS)
+OWNED_RESOURCES = tuple(
+    (*KINDS[kind].group_version, KINDS[kind].plural)
+    for kind in OWNED_KINDS
+    if kind not in OPTIONAL_KINDS  # followed by gatewayapiwatch: kopf would stop on a 403
+)
 #: What the operator watches of other kinds: its owned objects and its controller pods,
 #: only those with a gateway's label (selected by the API server, not after the fact).
 WATCHED = (*OWNED_RESOURCES, ("", "v1", "pods"))
@@ -81,6 +85,12 @@ class Runtime:
             lambda before, after: self.loop.call_soon_threadsafe(self.node_changed, before, after),
         )
         self.gateways: dict[str, GatewayFacts] = {}
+        # Gateway API objects, in threads of their own too.
+        self.gateway_api = gatewayapiwatch.watches(
+            kube,
+            lambda _type, obj: self.loop.call_soon_threadsafe(self.gateway_class_changed, obj),
+            lambda _type, obj: self.loop.call_soon_threadsafe(self.gateway_changed, obj),
+        )
         self.prober = (
             nodeprobe.Prober(lambda: self.gateways, self.cache.snapshot, self.poke)
             if probe_edge_nodes
@@ -102,6 +112,18 @@ class Runtime:
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.passes: set[asyncio.Task[None]] = set()
+
+    def gateway_class_changed(self, obj: dict[str, Any]) -> None:
+        """A GatewayClass with a gateway's label: its spec drifted or its controller
+        wrote status. The gateway's pass tells ours from someone else's."""
+        owner = ((obj.get("metadata") or {}).get("labels") or {}).get(names.GATEWAY_LABEL)
+        if owner in self.gateways and not self.reconciler.write.ours(obj):
+            self.poke(owner)
+
+    def gateway_changed(self, obj: dict[str, Any]) -> None:
+        """A Gateway API Gateway: the gateways serving its class count it."""
+        class_name = (obj.get("spec") or {}).get("gatewayClassName")
+        self.poke(*gatewayclass.serving(self.gateways.values(), class_name))
 
     def seed(self) -> int:
         """Read every node and gateway once, before the watches start."""
@@ -248,6 +270,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, retry: int, 
     gc.freeze()
     probes.STATE.watching.set()
     rt.nodes.start()
+    for watch in rt.gateway_api:
+        watch.start()
     rt.poke(*rt.gateways)
     rt.tasks += [asyncio.create_task(rt.work()), asyncio.create_task(rt.resync())]
     if rt.prober:
@@ -260,6 +284,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     rt = memo.get("runtime")
     if isinstance(rt, Runtime):
         rt.nodes.stop()
+        for watch in rt.gateway_api:
+            watch.stop()
         for task in [*rt.tasks, *rt.passes]:
             task.cancel()
 
@@ -322,8 +348,8 @@ async def gateway_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
 
 # --- Gateway API -----------------------------------------------------------------------------
 # Its CRDs installed after the gateway (or removed): the gateways with gatewayAPI on make
-# their GatewayClass then, no restart needed. A Gateway of a class changing (its
-# controller programmed it, a listener was refused): the class's gateway writes status.
+# their GatewayClass then, no restart needed. (GatewayClasses and Gateways themselves are
+# followed by gatewayapiwatch, see Runtime.)
 
 
 @kopf.on.event(
@@ -336,13 +362,6 @@ async def gateway_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
 async def gateway_api_crd_event(memo: kopf.Memo, **_: Any) -> None:
     rt = runtime(memo)
     rt.poke(*gatewayclass.serving(rt.gateways.values()))
-
-
-@kopf.on.event(names.GATEWAY_API_GROUP, "v1", "gateways")
-async def gateway_api_gateway_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    rt = runtime(memo)
-    class_name = (event["object"].get("spec") or {}).get("gatewayClassName")
-    rt.poke(*gatewayclass.serving(rt.gateways.values(), class_name))
 
 
 @kopf.on.delete(**GATEWAYS)

@@ -301,6 +301,7 @@ class Client:
         resource_version: str,
         timeout_seconds: int = WATCH_SECONDS,
         pause_seconds: float = 0.0,
+        label_selector: str = "",
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """The changes to objects of ``kind`` after ``resource_version``, as (type, object),
         until the server ends the stream (after ``timeout_seconds``). BOOKMARK events
@@ -317,6 +318,8 @@ class Client:
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(timeout_seconds)),
         ]
+        if label_selector:
+            query.append(("labelSelector", label_selector))
         method, url, headers, _, _ = self.api.param_serialize(
             "GET",
             path,

@@ -179,6 +179,14 @@ def test_crds_missing_is_named_and_degrades() -> None:
     assert "GatewayAPICRDsMissing" in status_rules.DEGRADED_REASONS
 
 
+def test_rights_missing_are_named_and_degrade() -> None:
+    f = replace(gateway_facts(enabled=True), gateway_api=GatewayAPIFacts(forbidden=True))
+    cond = conditions(f)["GatewayAPIReady"]
+    assert (cond.status, cond.reason) == ("False", "GatewayAPIForbidden")
+    assert "upgrade the chart" in cond.message
+    assert "GatewayAPIForbidden" in status_rules.DEGRADED_REASONS
+
+
 def test_waiting_for_the_controller_then_accepted_with_gateways_counted() -> None:
     f = replace(gateway_facts(enabled=True), gateway_api=GatewayAPIFacts(installed=True))
     key = Key("GatewayClass", "", "gw")

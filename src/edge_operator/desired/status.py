@@ -46,6 +46,7 @@ DEGRADED_REASONS = frozenset(
         "NodeChangeDenied",
         "NodeRecordCorrupt",
         "GatewayAPICRDsMissing",
+        "GatewayAPIForbidden",
     }
 )
 
@@ -299,6 +300,17 @@ def gateway_api_conditions(facts: Facts, workload: Workload) -> list[Cond]:
     if not spec.gateway_api.enabled:
         return []
     name = workload.gateway_class
+    if facts.gateway_api.forbidden:
+        return [
+            Cond(
+                GATEWAY_API_READY,
+                "False",
+                "GatewayAPIForbidden",
+                f"the operator may not read {names.GATEWAY_API_GROUP} GatewayClasses or"
+                " Gateways: its ClusterRole is older than the operator (upgrade the chart, or"
+                " apply deploy/manifests/install.yaml); Ingresses are served meanwhile",
+            )
+        ]
     if not facts.gateway_api.installed:
         return [
             Cond(
