@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -338,16 +338,27 @@ class GatewayAPIGateway:
         )
 
 
+#: Whether the API serves Gateway API to the operator: "installed", "missing" (no CRDs)
+#: or "forbidden" (the operator's ClusterRole is older than the operator).
+GatewayAPIState = Literal["installed", "missing", "forbidden"]
+
+
 @dataclass(frozen=True)
 class GatewayAPIFacts:
-    """Gateway API as the pass found it (read only with gatewayAPI.enabled)."""
+    """Gateway API as the pass found it (Gateways read only with gatewayAPI.enabled)."""
 
-    #: The Gateway API CRDs are installed (the API serves GatewayClasses).
-    installed: bool = False
-    #: The operator may not read GatewayClasses or Gateways (its ClusterRole is older).
-    forbidden: bool = False
+    state: GatewayAPIState = "missing"
     #: The Gateways of the gateway's class, by namespace and name.
     gateways: tuple[GatewayAPIGateway, ...] = ()
+
+    @property
+    def installed(self) -> bool:
+        return self.state == "installed"
+
+    @property
+    def programmed(self) -> int:
+        """The Gateways of the class whose Programmed condition is True."""
+        return sum(1 for g in self.gateways if g.programmed)
 
 
 @dataclass(frozen=True)

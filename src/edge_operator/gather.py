@@ -30,6 +30,7 @@ from edge_operator.facts import (
     Facts,
     GatewayAPIFacts,
     GatewayAPIGateway,
+    GatewayAPIState,
     GatewayFacts,
     HealthProbe,
     NodeFacts,
@@ -40,6 +41,9 @@ from edge_operator.kube import ForbiddenError, Kube, NotFoundError
 from edge_operator.pools import Pool
 
 T = TypeVar("T")
+#: Kinds of CRDs a cluster may lack or the operator may not be let read: the optional
+#: owned kinds, and the users' Gateways a gateway's status counts.
+OPTIONAL_KINDS = workload_rules.OPTIONAL_KINDS | {"Gateway"}
 #: Reads of the passes made at once, every pass together.
 READERS = 32
 
@@ -148,51 +152,43 @@ class Gatherer:
             seen = (GatewayFacts.from_api(o) for o in self.kube.list_gateways())
         return tuple(sorted((g for g in seen if g.name != name), key=lambda g: g.name))
 
-    def _gateway_api(self, gw: GatewayFacts, state: str) -> GatewayAPIFacts:
+    def _gateway_api(self, gw: GatewayFacts, state: GatewayAPIState) -> GatewayAPIFacts:
         """The Gateways of the gateway's class (Gateways are users' objects: all are
         listed, from the watch cache, and those of the class kept)."""
         assert gw.spec is not None
-        installed, forbidden = state == "installed", state == "forbidden"
-        if not (gw.spec.gateway_api.enabled and installed):
-            return GatewayAPIFacts(installed=installed, forbidden=forbidden)
-        owner = Owner(gw.name, gw.uid)
-        class_name = gatewayclass.name(owner, gw.spec)
-        try:
-            listed = self.kube.list_objects("Gateway", "")
-        except NotFoundError:  # the CRDs went away since the class was listed
-            return GatewayAPIFacts(installed=False)
-        except ForbiddenError:
-            return GatewayAPIFacts(installed=True, forbidden=True)
+        if not (gw.spec.gateway_api.enabled and state == "installed"):
+            return GatewayAPIFacts(state)
+        class_name = gatewayclass.name(Owner(gw.name, gw.uid), gw.spec)
+        listed = self._list_optional("Gateway", "")
+        if isinstance(listed, str):  # the CRDs went away since the class was listed, or
+            return GatewayAPIFacts(listed)  # the operator may read classes but not Gateways
         ours = (g for g in listed if (g.get("spec") or {}).get("gatewayClassName") == class_name)
         found = (GatewayAPIGateway.from_api(g) for g in ours)
-        return GatewayAPIFacts(
-            installed=True, gateways=tuple(sorted(found, key=lambda g: (g.namespace, g.name)))
-        )
+        return GatewayAPIFacts(state, tuple(sorted(found, key=lambda g: (g.namespace, g.name))))
 
-    def _list_owned(self, kind: str, selector: str) -> list[dict[str, Any]] | str:
-        """The kind's objects with the gateway's label; for an optional kind the API does
-        not serve (its CRDs are not installed) or lets the operator not read (a ClusterRole
-        older than the operator), why: "missing" or "forbidden"."""
+    def _list_optional(self, kind: str, selector: str) -> list[dict[str, Any]] | GatewayAPIState:
+        """The kind's objects the selector matches; for a kind the API may not serve (its
+        CRDs are not installed) or may not let the operator read (a ClusterRole older
+        than the operator), why not: "missing" or "forbidden"."""
         try:
             return self.kube.list_objects(kind, selector)
         except (NotFoundError, ForbiddenError) as error:
-            if kind not in workload_rules.OPTIONAL_KINDS:
+            if kind not in OPTIONAL_KINDS:
                 raise
             return "missing" if isinstance(error, NotFoundError) else "forbidden"
 
-    def _workload(self, gw: GatewayFacts) -> tuple[WorkloadFacts, str]:
-        """The gateway's objects, and whether Gateway API can be served: "installed",
-        "missing" (no CRDs) or "forbidden" (the operator may not read GatewayClasses)."""
+    def _workload(self, gw: GatewayFacts) -> tuple[WorkloadFacts, GatewayAPIState]:
+        """The gateway's objects, and whether Gateway API can be served."""
         assert gw.spec is not None
         owner = Owner(gw.name, gw.uid)
         ns = gw.spec.controller.namespace
         selector = f"{names.GATEWAY_LABEL}={gw.name}"
         listed = {
-            kind: self._read(self._list_owned, kind, selector)
+            kind: self._read(self._list_optional, kind, selector)
             for kind in workload_rules.OWNED_KINDS
         }
         classes = listed["GatewayClass"].result()
-        gateway_api = classes if isinstance(classes, str) else "installed"
+        gateway_api: GatewayAPIState = classes if isinstance(classes, str) else "installed"
         keys, roles = changes.expected(owner, gw.spec, gateway_api == "installed")
         role_exists = [self._read(self._exists, Key("ClusterRole", "", r)) for r in roles]
         owned: dict[Key, Mapping[str, Any]] = {}

@@ -27,6 +27,7 @@ import asyncio
 import gc
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -88,7 +89,7 @@ class Runtime:
         # Gateway API objects, in threads of their own too.
         self.gateway_api = gatewayapiwatch.watches(
             kube,
-            lambda _type, obj: self.loop.call_soon_threadsafe(self.gateway_class_changed, obj),
+            lambda type_, obj: self.loop.call_soon_threadsafe(self.owned_changed, type_, obj),
             lambda _type, obj: self.loop.call_soon_threadsafe(self.gateway_changed, obj),
         )
         self.prober = (
@@ -113,11 +114,11 @@ class Runtime:
         self.tasks: list[asyncio.Task[None]] = []
         self.passes: set[asyncio.Task[None]] = set()
 
-    def gateway_class_changed(self, obj: dict[str, Any]) -> None:
-        """A GatewayClass with a gateway's label: its spec drifted or its controller
-        wrote status. The gateway's pass tells ours from someone else's."""
+    def owned_changed(self, type_: str | None, obj: Mapping[str, Any]) -> None:
+        """An object with a gateway's label changed: unless it is just what our own last
+        write left, the gateway's pass looks (drift, a controller's status, a pod)."""
         owner = ((obj.get("metadata") or {}).get("labels") or {}).get(names.GATEWAY_LABEL)
-        if owner in self.gateways and not self.reconciler.write.ours(obj):
+        if owner and (type_ == "DELETED" or not self.reconciler.write.ours(obj)):
             self.poke(owner)
 
     def gateway_changed(self, obj: dict[str, Any]) -> None:
@@ -297,12 +298,11 @@ async def owned_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     obj = event["object"]
     labels = obj.get("metadata", {}).get("labels") or {}
     owner = labels.get(names.GATEWAY_LABEL)
-    if not owner:
-        return
     rt = runtime(memo)
-    gw = rt.gateways.get(owner)
+    gw = rt.gateways.get(owner) if owner else None
     if (
-        rt.prober
+        owner
+        and rt.prober
         and gw is not None
         and gw.spec is not None
         and event["type"] != "DELETED"
@@ -310,8 +310,7 @@ async def owned_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         and Owner(gw.name, gw.uid).owns(obj)
     ):
         rt.prober.service_seen(owner, obj)
-    if event["type"] == "DELETED" or not rt.reconciler.write.ours(obj):
-        rt.poke(owner)
+    rt.owned_changed(event["type"], obj)
 
 
 # The controller pods too (labelled by their Deployment's template): a pod that ends on a

@@ -180,7 +180,7 @@ def test_crds_missing_is_named_and_degrades() -> None:
 
 
 def test_rights_missing_are_named_and_degrade() -> None:
-    f = replace(gateway_facts(enabled=True), gateway_api=GatewayAPIFacts(forbidden=True))
+    f = replace(gateway_facts(enabled=True), gateway_api=GatewayAPIFacts("forbidden"))
     cond = conditions(f)["GatewayAPIReady"]
     assert (cond.status, cond.reason) == ("False", "GatewayAPIForbidden")
     assert "upgrade the chart" in cond.message
@@ -188,7 +188,7 @@ def test_rights_missing_are_named_and_degrade() -> None:
 
 
 def test_waiting_for_the_controller_then_accepted_with_gateways_counted() -> None:
-    f = replace(gateway_facts(enabled=True), gateway_api=GatewayAPIFacts(installed=True))
+    f = replace(gateway_facts(enabled=True), gateway_api=GatewayAPIFacts("installed"))
     key = Key("GatewayClass", "", "gw")
     cond = conditions(f)["GatewayAPIReady"]
     assert (cond.status, cond.reason) == ("False", "NotAccepted")
@@ -203,7 +203,7 @@ def test_waiting_for_the_controller_then_accepted_with_gateways_counted() -> Non
         GatewayAPIGateway("apps", "a", programmed=True),
         GatewayAPIGateway("apps", "b", False, (("h", "PortUnavailable", "no"),)),
     )
-    f = replace(f, gateway_api=GatewayAPIFacts(installed=True, gateways=gateways))
+    f = replace(f, gateway_api=GatewayAPIFacts("installed", gateways=gateways))
     got = conditions(f, {key: accepted_class("gw")})
     assert (got["GatewayAPIReady"].status, got["GatewayAPIReady"].reason) == ("True", "Accepted")
     assert "1 of its 2 Gateway(s) are Programmed" in got["GatewayAPIReady"].message
@@ -213,7 +213,7 @@ def test_waiting_for_the_controller_then_accepted_with_gateways_counted() -> Non
 
     # A listener the controller accepted on a port the Service does not expose.
     hidden = (GatewayAPIGateway("apps", "c", True, (), (("web", 80), ("ping", 8080))),)
-    f = replace(f, gateway_api=GatewayAPIFacts(installed=True, gateways=hidden))
+    f = replace(f, gateway_api=GatewayAPIFacts("installed", gateways=hidden))
     hidden_cond = conditions(f, {key: accepted_class("gw")})["GatewayListenersAccepted"]
     assert hidden_cond.status == "False"
     assert "apps/c listener ping (PortNotExposed" in hidden_cond.message
@@ -222,7 +222,7 @@ def test_waiting_for_the_controller_then_accepted_with_gateways_counted() -> Non
 
 
 def test_a_foreign_class_is_an_object_conflict_on_its_own_condition() -> None:
-    f = replace(gateway_facts(enabled=True), gateway_api=GatewayAPIFacts(installed=True))
+    f = replace(gateway_facts(enabled=True), gateway_api=GatewayAPIFacts("installed"))
     key = Key("GatewayClass", "", "gw")
     f = replace(f, workload=replace(f.workload, foreign=frozenset({key})))
     planned = changes.plan(f, node_rules.decide(f))

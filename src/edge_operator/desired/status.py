@@ -300,7 +300,7 @@ def gateway_api_conditions(facts: Facts, workload: Workload) -> list[Cond]:
     if not spec.gateway_api.enabled:
         return []
     name = workload.gateway_class
-    if facts.gateway_api.forbidden:
+    if facts.gateway_api.state == "forbidden":
         return [
             Cond(
                 GATEWAY_API_READY,
@@ -326,18 +326,19 @@ def gateway_api_conditions(facts: Facts, workload: Workload) -> list[Cond]:
     refused = next(((r, m) for k, r, m in workload.failures if k == key), None)
     if refused is not None:
         return [Cond(GATEWAY_API_READY, "False", refused[0], f"GatewayClass {name}: {refused[1]}")]
-    found = workload.objects.get(key)
+    found = workload.objects.get(key) or {}
+    generation = (found.get("metadata") or {}).get("generation", 0)
+    conditions = (found.get("status") or {}).get("conditions") or []
     accepted = next(
         (
             c
-            for c in ((found or {}).get("status") or {}).get("conditions") or []
-            if c.get("type") == "Accepted"
-            and c.get("observedGeneration", 0) >= (found or {})["metadata"].get("generation", 0)
+            for c in conditions
+            if c.get("type") == "Accepted" and c.get("observedGeneration", 0) >= generation
         ),
         None,
     )
-    controller = ((found or {}).get("spec") or {}).get("controllerName", "")
-    if found is None or accepted is None or accepted.get("status") != "True":
+    controller = (found.get("spec") or {}).get("controllerName", "")
+    if accepted is None or accepted.get("status") != "True":
         why = (
             f"{accepted.get('reason')}: {accepted.get('message')}"
             if accepted
@@ -352,12 +353,11 @@ def gateway_api_conditions(facts: Facts, workload: Workload) -> list[Cond]:
             )
         ]
     gateways = facts.gateway_api.gateways
-    programmed = sum(1 for g in gateways if g.programmed)
     ready = Cond(
         GATEWAY_API_READY,
         "True",
         "Accepted",
-        f"GatewayClass {name} is accepted by {controller}; {programmed} of its"
+        f"GatewayClass {name} is accepted by {controller}; {facts.gateway_api.programmed} of its"
         f" {len(gateways)} Gateway(s) are Programmed",
     )
     ports = spec.service.ports
@@ -555,7 +555,7 @@ def gateway_status(
         **(
             {
                 "gatewayClassName": workload.gateway_class,
-                "gatewaysProgrammed": sum(1 for g in facts.gateway_api.gateways if g.programmed),
+                "gatewaysProgrammed": facts.gateway_api.programmed,
             }
             if spec.gateway_api.enabled
             else {}
