@@ -118,6 +118,10 @@ VALID: list[Case] = [
     ),
     Case("replicas-one", merged({"controller": {"replicas": 1}})),
     Case(
+        "listener-ports",
+        merged({"gatewayAPI": {"enabled": True, "listenerPorts": [8080, 8090, 8443]}}),
+    ),
+    Case(
         "xff-with-cidrs",
         merged(
             {
@@ -330,6 +334,19 @@ INVALID: list[Case] = [
         {"service": {"ports": {"http": 443, "https": 443}}},
         api.PORTS_DIFFER.message,
         field="spec.service.ports",
+    ),
+    invalid(
+        "listener-port-is-a-service-port",
+        {"gatewayAPI": {"enabled": True, "listenerPorts": [8080, 80]}},
+        api.LISTENER_PORTS_FREE.message,
+        field="spec",
+    ),
+    invalid(
+        "listener-port-twice",
+        {"gatewayAPI": {"enabled": True, "listenerPorts": [8080, 8080]}},
+        model="must not repeat a port",
+        server="Duplicate value: 8080",
+        field="spec.gatewayAPI.listenerPorts[1]",
     ),
     invalid(
         "port-out-of-range",

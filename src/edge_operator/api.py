@@ -24,6 +24,7 @@ from pydantic import (
     Field,
     ValidationError,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -149,6 +150,12 @@ PORTS_DIFFER = CelRule(
 )
 
 
+LISTENER_PORTS_FREE = CelRule(
+    "!has(self.gatewayAPI.listenerPorts) || !self.gatewayAPI.listenerPorts.exists(p,"
+    " p == self.service.ports.http || p == self.service.ports.https)",
+    "gatewayAPI.listenerPorts must not repeat service.ports.http or service.ports.https:"
+    " those are listener ports already",
+)
 GATEWAY_API_PROVIDER = CelRule(
     "!self.gatewayAPI.enabled || self.controller.provider != 'ingress-nginx'",
     "gatewayAPI.enabled needs controller.provider traefik: ingress-nginx serves no Gateway"
@@ -638,6 +645,12 @@ class Mesh(Model):
     )
 
 
+#: Service ports a gateway adds for Gateway listeners (a Service may have many; a pod's
+#: entry points and the load balancer's rules grow with each).
+MAX_LISTENER_PORTS = 16
+ListenerPort = Annotated[int, Field(ge=1, le=65535)]
+
+
 class GatewayAPI(Model):
     """Gateway API (gateway.networking.k8s.io, standard channel) on the edge nodes."""
 
@@ -662,12 +675,33 @@ class GatewayAPI(Model):
         max_length=253,
         description="GatewayClass name. Empty means the gateway's metadata.name.",
     )
+    listener_ports: list[ListenerPort] = Field(
+        default_factory=list,
+        max_length=MAX_LISTENER_PORTS,
+        description=(
+            "More ports for Gateway listeners, beside service.ports.http and .https (e.g."
+            " 8080): each becomes a port of the Service (named listener-PORT) and an entry"
+            " point of the controller, for listeners of any protocol it serves there (HTTP,"
+            " HTTPS with the listener's certificate, TLS). No two alike, none equal to"
+            " service.ports.http or .https. Used only while enabled."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "set", "default": []},
+    )
+
+    @field_validator("listener_ports")
+    @classmethod
+    def _unique_ports(cls, ports: list[int]) -> list[int]:
+        if len(set(ports)) != len(ports):
+            raise ValueError("gatewayAPI.listenerPorts must not repeat a port")
+        return ports
 
 
 class EdgeGatewaySpec(Model):
     """Desired state of an EdgeGateway."""
 
-    model_config = ConfigDict(json_schema_extra=validations(GATEWAY_API_PROVIDER))
+    model_config = ConfigDict(
+        json_schema_extra=validations(GATEWAY_API_PROVIDER, LISTENER_PORTS_FREE)
+    )
 
     nodes: NodeSelection = Field(description="Which nodes become edge nodes.")
     controller: Controller = section(Controller, "The ingress controller workload.")
@@ -695,6 +729,9 @@ class EdgeGatewaySpec(Model):
     def _gateway_api_provider(self) -> EdgeGatewaySpec:
         if self.gateway_api.enabled and self.controller.provider == "ingress-nginx":
             raise ValueError(GATEWAY_API_PROVIDER.message)
+        ports = self.service.ports
+        if {ports.http, ports.https} & set(self.gateway_api.listener_ports):
+            raise ValueError(LISTENER_PORTS_FREE.message)
         return self
 
 

@@ -22,6 +22,10 @@ FIELD_MANAGER: Final = "edge-operator"
 
 #: Label on every object the operator creates (and on its edge nodes): the owning gateway.
 GATEWAY_LABEL: Final = f"{GROUP}/gateway"
+#: On a GatewayClass: the gateway whose controller serves it. The operator puts it on the
+#: class it makes; a user may put it on another class of the provider's controllerName
+#: to have the same edge nodes serve that one too (it stays the user's: no ownership).
+SERVED_BY_LABEL: Final = f"{GROUP}/served-by"
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE: Final = "edge-operator"
 
@@ -96,6 +100,12 @@ def cluster_binding_name(gateway: str) -> str:
 
 GATEWAY_API_GROUP: Final = "gateway.networking.k8s.io"
 GATEWAY_API_VERSION: Final = f"{GATEWAY_API_GROUP}/v1"
+
+
+def listener_port_name(port: int) -> str:
+    """Name of the Service port and container port of an extra Gateway listener port
+    (at most 15 characters, an IANA service name)."""
+    return f"listener-{port}"
 
 
 def gateway_api_binding_name(gateway: str, provider: str) -> str:

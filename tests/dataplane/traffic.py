@@ -135,6 +135,7 @@ class Traffic:
         deregistration_delay: float | None = None,
         controller: dict[str, Any] | None = None,
         gateway_api: bool = False,
+        listener_ports: tuple[int, ...] = (),
     ) -> Gateway:
         """Create a gateway on the lab's edge candidates and wait until it serves.
 
@@ -146,7 +147,8 @@ class Traffic:
         declares in ``rollout``), set like a cloud's by Service annotations, and so is
         its ``deregistration_delay`` (default: the lab's, 15 s). With ``gateway_api`` the
         gateway serves its GatewayClass, and a Gateway API Gateway and HTTPRoute of the
-        class route to the echo backend instead of an Ingress.
+        class route to the echo backend instead of an Ingress, and ``listener_ports`` are
+        its gatewayAPI.listenerPorts.
         """
         rollout = rollout or {"loadBalancerHealthCheck": FAST_CHECK}
         declared = api.Rollout.model_validate(rollout)
@@ -174,7 +176,7 @@ class Traffic:
         if controller:
             spec["controller"] = controller
         if gateway_api:
-            spec["gatewayAPI"] = {"enabled": True}
+            spec["gatewayAPI"] = {"enabled": True, "listenerPorts": list(listener_ports)}
         self.gateways.create(name, spec)
         if gateway_api:
             self.http_route(name)
@@ -293,14 +295,20 @@ class Traffic:
     def cleanup(self) -> None:
         for name in self.ingresses:
             self.networking.delete_namespaced_ingress(name, lab.APPS)
-        for name in self.routes:  # a test may add a Gateway of its own, without a route
-            for plural in ("httproutes", "gateways"):
-                ignore_not_found(
-                    functools.partial(
-                        self.cluster.custom.delete_namespaced_custom_object,
-                        GATEWAY_API, "v1", lab.APPS, plural, name,
-                    )
-                )  # fmt: skip
+        for name in list(self.routes):  # a test may add a Gateway of its own, without a route
+            self.remove_route(name)
+
+    def remove_route(self, name: str) -> None:
+        """Delete the Gateway and HTTPRoute ``name`` of the echo backend (a test that needs
+        the class without the catch-all route)."""
+        for plural in ("httproutes", "gateways"):
+            ignore_not_found(
+                functools.partial(
+                    self.cluster.custom.delete_namespaced_custom_object,
+                    GATEWAY_API, "v1", lab.APPS, plural, name,
+                )
+            )  # fmt: skip
+        self.routes.remove(name)
 
     # --- the load balancer --------------------------------------------------------------
 

@@ -51,6 +51,12 @@ def test_the_class_is_owned_labelled_and_names_traefik() -> None:
     assert cls["apiVersion"] == "gateway.networking.k8s.io/v1"
     assert cls["metadata"]["name"] == "edge"
     assert cls["metadata"]["labels"][names.GATEWAY_LABEL] == "edge"
+    assert cls["metadata"]["labels"][names.SERVED_BY_LABEL] == "edge"
+    assert cls["spec"]["description"] == "Gateways served from the edge nodes of EdgeGateway edge"
+    long_name = "g" * 63
+    assert len(gatewayclass.description(long_name)) <= gatewayclass.MAX_DESCRIPTION
+    assert len(gatewayclass.description("g" * 30)) <= gatewayclass.MAX_DESCRIPTION
+    assert "g" * 30 in gatewayclass.description("g" * 30)
     assert cls["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert cls["spec"]["controllerName"] == "traefik.io/gateway-controller"
     [named] = by_kind(spec(enabled=True, gatewayClassName="public"))["GatewayClass"]
@@ -73,7 +79,7 @@ def test_serving_the_class_configures_traefik_for_it() -> None:
     s = spec(enabled=True)
     flags = args(s)
     assert "--providers.kubernetesGateway=true" in flags
-    assert f"--providers.kubernetesGateway.labelSelector={names.GATEWAY_LABEL}=edge" in flags
+    assert f"--providers.kubernetesGateway.labelSelector={names.SERVED_BY_LABEL}=edge" in flags
     assert "--providers.kubernetesGateway.statusAddress.service.name=edge" in flags
     assert f"--providers.kubernetesGateway.statusAddress.service.namespace={NS}" in flags
     # Listeners are written with the Service's ports: the entry points listen on them.
@@ -111,6 +117,75 @@ def test_service_ports_above_1024_need_no_sysctl_and_ping_moves_aside() -> None:
     assert "sysctls" not in pod["securityContext"]
     ports = {p["name"]: p["containerPort"] for p in pod["containers"][0]["ports"]}
     assert ports == {"http": 8080, "https": 8443, "traefik": 8081}
+
+
+def test_listener_ports_become_service_ports_and_entry_points() -> None:
+    s = api.EdgeGatewaySpec.model_validate(
+        {
+            "nodes": {"names": ["a"]},
+            "clientIP": {"mode": "ProxyProtocol", "trustedCIDRs": ["10.0.0.0/8"]},
+            "mesh": {"provider": "Linkerd"},
+            "gatewayAPI": {"enabled": True, "listenerPorts": [8080, 8090, 8081]},
+        }
+    )
+    objects = by_kind(s)
+    [svc] = [o for o in objects["Service"] if o["spec"].get("type") == "LoadBalancer"]
+    assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [
+        ("http", 80, "http"),
+        ("https", 443, "https"),
+        ("listener-8080", 8080, "listener-8080"),
+        ("listener-8090", 8090, "listener-8090"),
+        ("listener-8081", 8081, "listener-8081"),
+    ]
+    [deploy] = objects["Deployment"]
+    template = deploy["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    # The ping entry point takes the first port no listener port takes.
+    assert ports == {
+        "http": 80,
+        "https": 443,
+        "listener-8080": 8080,
+        "listener-8090": 8090,
+        "listener-8081": 8081,
+        "traefik": 8082,
+    }
+    assert container["readinessProbe"]["httpGet"]["port"] == 8082
+    flags = container["args"]
+    for port in (8080, 8090, 8081):
+        ep = f"listener{port}"
+        assert f"--entryPoints.{ep}.address=:{port}/tcp" in flags
+        # Every setting web and websecure get: client headers, PROXY protocol, drain.
+        assert f"--entryPoints.{ep}.http.aliasHeadersStrategy=delete" in flags
+        assert f"--entryPoints.{ep}.http.middlewares=edge-client-headers@file" in flags
+        assert f"--entryPoints.{ep}.proxyProtocol.trustedIPs=10.0.0.0/8" in flags
+        assert f"--entryPoints.{ep}.transport.keepAliveMaxTime=10s" in flags
+        assert [f for f in flags if f.startswith(f"--entryPoints.{ep}.transport.lifeCycle")]
+        assert f"--entryPoints.{ep}.http.tls=true" not in flags
+    annotations = template["metadata"]["annotations"]
+    assert annotations["config.linkerd.io/skip-inbound-ports"] == "80,443,8080,8090,8081"
+    kubernetes_validate.validate(deploy, "1.36.0", strict=True)
+    kubernetes_validate.validate(svc, "1.36.0", strict=True)
+
+    # Off, or without the CRDs, the ports are not served: nothing listens on them.
+    for off, installed in ((s.model_copy(update={"gateway_api": api.GatewayAPI()}), True),
+                           (s, False)):  # fmt: skip
+        [plain] = [
+            o for o in by_kind(off, installed)["Service"] if o["spec"].get("type") == "LoadBalancer"
+        ]
+        assert [p["name"] for p in plain["spec"]["ports"]] == ["http", "https"]
+
+
+def test_listener_ports_are_checked() -> None:
+    with pytest.raises(ValidationError, match=r"must not repeat service\.ports\.http"):
+        spec(enabled=True, listenerPorts=[8080, 443])
+    with pytest.raises(ValidationError, match="must not repeat a port"):
+        spec(enabled=True, listenerPorts=[8080, 8080])
+    with pytest.raises(ValidationError, match="less than or equal to 65535"):
+        spec(enabled=True, listenerPorts=[70000])
+    with pytest.raises(ValidationError, match="at most 16"):
+        spec(enabled=True, listenerPorts=list(range(9000, 9017)))
+    assert spec(enabled=True, listenerPorts=list(range(9000, 9016))).gateway_api.listener_ports
 
 
 def test_ingress_nginx_cannot_serve_gateway_api() -> None:
@@ -218,6 +293,11 @@ def test_waiting_for_the_controller_then_accepted_with_gateways_counted() -> Non
     assert hidden_cond.status == "False"
     assert "apps/c listener ping (PortNotExposed" in hidden_cond.message
     assert "listener web" not in hidden_cond.message
+    assert "one of gatewayAPI.listenerPorts (none yet)" in hidden_cond.message
+    # Exposed once it is one of listenerPorts.
+    f = replace(gateway_facts(enabled=True, listenerPorts=[8080]), gateway_api=f.gateway_api)
+    exposed = conditions(f, {key: accepted_class("gw")})["GatewayListenersAccepted"]
+    assert exposed.status == "True", exposed.message
     assert "GatewayListenersAccepted" in status_rules.WARNINGS
 
 

@@ -72,7 +72,9 @@ def mesh_metadata(
     Only outbound (edge -> worker) traffic goes through the mesh: inbound traffic
     comes from the load balancer, which speaks plain TCP to the controller.
     """
-    ports = f"{rendered.ports['http']},{rendered.ports['https']}"
+    ports = ",".join(
+        str(p) for p in (rendered.ports["http"], rendered.ports["https"], *rendered.listener_ports)
+    )
     if spec.mesh.provider == "Istio":
         return (
             {"sidecar.istio.io/inject": "true"},

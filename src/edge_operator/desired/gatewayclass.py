@@ -20,6 +20,8 @@ from edge_operator.desired.objects import Owner, metadata
 from edge_operator.facts import GatewayFacts
 
 RECREATE = frozenset({"GatewayClass"})
+#: GatewayClass spec.description's maxLength (gateway.networking.k8s.io/v1).
+MAX_DESCRIPTION = 64
 
 
 def name(owner: Owner, spec: api.EdgeGatewaySpec) -> str:
@@ -27,15 +29,28 @@ def name(owner: Owner, spec: api.EdgeGatewaySpec) -> str:
 
 
 def gateway_class(owner: Owner, spec: api.EdgeGatewaySpec, controller: str) -> dict[str, Any]:
+    meta = metadata(owner, spec.controller.provider, name(owner, spec))
+    meta["labels"][names.SERVED_BY_LABEL] = owner.name
     return {
         "apiVersion": names.GATEWAY_API_VERSION,
         "kind": "GatewayClass",
-        "metadata": metadata(owner, spec.controller.provider, name(owner, spec)),
+        "metadata": meta,
         "spec": {
             "controllerName": controller,
-            "description": f"Gateways served from the edge nodes of EdgeGateway {owner.name}",
+            "description": description(owner.name),
         },
     }
+
+
+def description(gateway: str) -> str:
+    """Names the EdgeGateway, in the 64 bytes the API allows (a gateway's name may have 63)."""
+    for text in (
+        f"Gateways served from the edge nodes of EdgeGateway {gateway}",
+        f"Edge nodes of EdgeGateway {gateway}",
+    ):
+        if len(text) <= MAX_DESCRIPTION:
+            return text
+    return "Served from the edge nodes of the EdgeGateway in its labels"
 
 
 def serving(gateways: Iterable[GatewayFacts], class_name: str | None = None) -> list[str]:

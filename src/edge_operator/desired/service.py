@@ -14,8 +14,20 @@ from edge_operator.desired.deployment import selector
 from edge_operator.desired.objects import Owner, metadata
 
 
-def service(owner: Owner, spec: api.EdgeGatewaySpec, namespace: str) -> dict[str, Any]:
+def service(
+    owner: Owner,
+    spec: api.EdgeGatewaySpec,
+    namespace: str,
+    listener_ports: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    """The Service; listener_ports are the extra Gateway listener ports the controller
+    listens on (Rendered.listener_ports), each targeting its named container port."""
     svc = spec.service
+    extra = [
+        {"name": n, "port": p, "targetPort": n, "protocol": "TCP"}
+        for p in listener_ports
+        for n in [names.listener_port_name(p)]
+    ]
     body: dict[str, Any] = {
         "type": "LoadBalancer",
         "externalTrafficPolicy": svc.external_traffic_policy,
@@ -23,6 +35,7 @@ def service(owner: Owner, spec: api.EdgeGatewaySpec, namespace: str) -> dict[str
         "ports": [
             {"name": "http", "port": svc.ports.http, "targetPort": "http", "protocol": "TCP"},
             {"name": "https", "port": svc.ports.https, "targetPort": "https", "protocol": "TCP"},
+            *extra,
         ],
         "ipFamilyPolicy": svc.ip_family_policy,
     }

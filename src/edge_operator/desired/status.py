@@ -361,7 +361,8 @@ def gateway_api_conditions(facts: Facts, workload: Workload) -> list[Cond]:
         f" {len(gateways)} Gateway(s) are Programmed",
     )
     ports = spec.service.ports
-    exposed = {ports.http, ports.https}
+    extra = spec.gateway_api.listener_ports
+    exposed = {ports.http, ports.https, *extra}
     answered = {(g.namespace, g.name, lst) for g in gateways for lst, _, _ in g.refused_listeners}
     listeners = [
         f"{g.namespace}/{g.name} listener {listener} ({reason}: {message})"
@@ -396,7 +397,8 @@ def gateway_api_conditions(facts: Facts, workload: Workload) -> list[Cond]:
             "; ".join(listeners[:LISTENERS_NAMED])
             + (f" and {more} more" if more > 0 else "")
             + f". Listeners of {name} must use the Service's ports: HTTP {ports.http},"
-            f" HTTPS or TLS {ports.https}",
+            f" HTTPS or TLS {ports.https}, or one of gatewayAPI.listenerPorts"
+            f" ({', '.join(map(str, extra)) or 'none yet'})",
         ),
     ]
 

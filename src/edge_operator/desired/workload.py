@@ -139,7 +139,7 @@ def build(inputs: Inputs) -> list[dict[str, Any]]:
     objects.append(deployment_rules.deployment(owner, spec, rendered, ns, replicas(inputs)))
     objects.append(pdb.pod_disruption_budget(owner, provider, ns))
     objects.append(ingressclass.ingress_class(owner, spec, rendered.controller))
-    objects.append(service_rules.service(owner, spec, ns))
+    objects.append(service_rules.service(owner, spec, ns, rendered.listener_ports))
     if rendered.readiness_route:
         # The route's backend is where the controller answers its readiness probe.
         objects.append(readiness_rules.service(owner, spec, rendered.readiness.port))

@@ -87,6 +87,9 @@ class Rendered:
     #: ClusterRole with the controller's Gateway API rights, bound cluster-wide while it
     #: serves a GatewayClass ("": none).
     gateway_cluster_role: str = ""
+    #: gatewayAPI.listenerPorts the controller listens on (each also in ports, under
+    #: names.listener_port_name): the Service exposes them beside http and https.
+    listener_ports: tuple[int, ...] = ()
     #: Where the ConfigMap is mounted in the container ("": not mounted; the provider
     #: reads it from the API, as ingress-nginx does). Its content's hash is on the pod
     #: template, so a change rolls the pods out.

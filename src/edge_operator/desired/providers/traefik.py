@@ -26,9 +26,9 @@ CONTROLLER = "traefik.io/ingress-controller"
 #: header or the scheme (80/443), never from the port it listens on.
 HTTP_PORT = 8000
 HTTPS_PORT = 8443
-#: The "traefik" entry point, which serves only /ping here (no API, no dashboard); the
-#: next one when a Service port takes it (Gateway API on).
-PING_PORTS = (8080, 8081, 8082)
+#: The "traefik" entry point, which serves only /ping here (no API, no dashboard), on
+#: the first of these no Service port takes (Gateway API on): one is always free.
+PING_PORTS = tuple(range(8080, 8080 + api.MAX_LISTENER_PORTS + 3))
 #: The GatewayClass controllerName Traefik's kubernetesGateway provider serves
 #: (pkg/provider/kubernetes/gateway/kubernetes.go, v3.7.13).
 GATEWAY_CONTROLLER = "traefik.io/gateway-controller"
@@ -48,6 +48,16 @@ CONFIG_DIR = "/etc/traefik/edge-operator"
 CONFIG_FILE = "dynamic.yaml"
 #: The headers middleware that removes what the forwardedHeaders handler leaves.
 CLIENT_HEADERS_MIDDLEWARE = "edge-client-headers"
+
+
+def entry_points(ctx: Context) -> tuple[str, ...]:
+    """The entry points clients reach through the Service: web, websecure and, with a
+    GatewayClass served, one per gatewayAPI.listenerPorts entry."""
+    return ENTRY_POINTS + tuple(f"listener{p}" for p in listener_ports(ctx))
+
+
+def listener_ports(ctx: Context) -> tuple[int, ...]:
+    return tuple(ctx.spec.gateway_api.listener_ports) if ctx.gateway_class else ()
 
 
 def removed_headers(client_ip: api.ClientIP) -> list[str]:
@@ -78,12 +88,12 @@ def dynamic_config(client_ip: api.ClientIP) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def _client_ip_args(client_ip: api.ClientIP) -> list[str]:
+def _client_ip_args(client_ip: api.ClientIP, eps: tuple[str, ...]) -> list[str]:
     cidrs = ",".join(client_ip.trusted_cidrs)
     if client_ip.mode == "XForwardedFor":
-        return [f"--entryPoints.{ep}.forwardedHeaders.trustedIPs={cidrs}" for ep in ENTRY_POINTS]
+        return [f"--entryPoints.{ep}.forwardedHeaders.trustedIPs={cidrs}" for ep in eps]
     if client_ip.mode == "ProxyProtocol":
-        return [f"--entryPoints.{ep}.proxyProtocol.trustedIPs={cidrs}" for ep in ENTRY_POINTS]
+        return [f"--entryPoints.{ep}.proxyProtocol.trustedIPs={cidrs}" for ep in eps]
     # Direct needs no flag: unless forwardedHeaders.insecure is set, Traefik deletes
     # every X-Forwarded-* and X-Real-Ip header a peer outside forwardedHeaders.trustedIPs
     # (empty here) sends, then sets them from the connection itself
@@ -91,7 +101,7 @@ def _client_ip_args(client_ip: api.ClientIP) -> list[str]:
     return []
 
 
-def _client_header_args(entry_points: tuple[str, ...] = ENTRY_POINTS) -> list[str]:
+def _client_header_args(eps: tuple[str, ...]) -> list[str]:
     # aliasHeadersStrategy (v3.7.12+, pkg/server/server_entrypoint_tcp.go) deletes every
     # header whose name has a character other than a letter, digit or '-' before any
     # handler runs: X_Forwarded_For and X.Forwarded.For never reach forwardedHeaders or
@@ -99,7 +109,7 @@ def _client_header_args(entry_points: tuple[str, ...] = ENTRY_POINTS) -> list[st
     # aggregator.go prepends them), for every Ingress of the class.
     return [
         arg
-        for ep in entry_points
+        for ep in eps
         for arg in (
             f"--entryPoints.{ep}.http.aliasHeadersStrategy=delete",
             f"--entryPoints.{ep}.http.middlewares={CLIENT_HEADERS_MIDDLEWARE}@file",
@@ -107,7 +117,7 @@ def _client_header_args(entry_points: tuple[str, ...] = ENTRY_POINTS) -> list[st
     ] + [f"--providers.file.filename={CONFIG_DIR}/{CONFIG_FILE}", "--providers.file.watch=false"]
 
 
-def _keep_alive_args(rollout: api.Rollout) -> list[str]:
+def _keep_alive_args(rollout: api.Rollout, eps: tuple[str, ...]) -> list[str]:
     # A leaving pod must close its keep-alive connections itself, with a response that
     # says so: on SIGTERM Go's http.Server.Shutdown closes idle connections at once, and
     # a request already on its way on one fails (EOF or reset). keepAliveMaxTime answers
@@ -115,17 +125,17 @@ def _keep_alive_args(rollout: api.Rollout) -> list[str]:
     # that (pkg/server/keep_alive_middleware.go); the preStop delay covers it
     # (deployment.pre_stop_seconds), so every busy connection is closed that way first.
     seconds = rollout.keep_alive_max_seconds
-    return [f"--entryPoints.{ep}.transport.keepAliveMaxTime={seconds}s" for ep in ENTRY_POINTS]
+    return [f"--entryPoints.{ep}.transport.keepAliveMaxTime={seconds}s" for ep in eps]
 
 
-def _shutdown_args(rollout: api.Rollout) -> list[str]:
+def _shutdown_args(rollout: api.Rollout, eps: tuple[str, ...]) -> list[str]:
     # requestAcceptGraceTimeout (keep accepting after SIGTERM) stays 0: the preStop
     # delay has already drained the node. Entry points shut down concurrently
     # (pkg/server/server_entrypoint_tcp.go), so each gets the whole grace.
     grace = rollout.connection_grace_seconds
     return [
         f"--entryPoints.{ep}.transport.lifeCycle.graceTimeOut={grace}s"
-        for ep in (*ENTRY_POINTS, "traefik")
+        for ep in (*eps, "traefik")
     ]
 
 
@@ -140,7 +150,8 @@ def listen_ports(ctx: Context) -> tuple[int, int, int]:
     if not ctx.gateway_class:
         return HTTP_PORT, HTTPS_PORT, PING_PORTS[0]
     ports = ctx.spec.service.ports
-    ping = next(p for p in PING_PORTS if p not in (ports.http, ports.https))
+    taken = {ports.http, ports.https, *listener_ports(ctx)}
+    ping = next(p for p in PING_PORTS if p not in taken)
     return ports.http, ports.https, ping
 
 
@@ -154,7 +165,7 @@ def _gateway_args(ctx: Context) -> list[str]:
     provider = "--providers.kubernetesGateway"
     return [
         f"{provider}=true",
-        f"{provider}.labelSelector={names.GATEWAY_LABEL}={ctx.gateway}",
+        f"{provider}.labelSelector={names.SERVED_BY_LABEL}={ctx.gateway}",
         f"{provider}.statusAddress.service.name={ctx.service}",
         f"{provider}.statusAddress.service.namespace={ctx.namespace}",
     ]
@@ -167,9 +178,13 @@ def _sysctls(ports: tuple[int, ...]) -> dict[str, str]:
 
 def render(ctx: Context) -> Rendered:
     http, https, ping_port = listen_ports(ctx)
+    extra = listener_ports(ctx)
+    eps = entry_points(ctx)
     args = (
         f"--entryPoints.web.address=:{http}/tcp",
         f"--entryPoints.websecure.address=:{https}/tcp",
+        # No tls flag: a Gateway listener brings its own (HTTPS, TLS) or none (HTTP).
+        *(f"--entryPoints.listener{p}.address=:{p}/tcp" for p in extra),
         "--entryPoints.websecure.http.tls=true",
         f"--entryPoints.traefik.address=:{ping_port}/tcp",
         "--ping=true",
@@ -182,13 +197,13 @@ def render(ctx: Context) -> Rendered:
         "--global.checkNewVersion=false",
         *_gateway_args(ctx),
         "--log.level=INFO",
-        *_shutdown_args(ctx.spec.rollout),
-        *_keep_alive_args(ctx.spec.rollout),
+        *_shutdown_args(ctx.spec.rollout, eps),
+        *_keep_alive_args(ctx.spec.rollout, eps),
         # Traefik attaches a Gateway listener to any entry point on its port, the ping one
         # too (which the Service does not expose, but pods can reach): it gets the same
         # header removal, and trusts no forwarded header (forwardedHeaders unset).
-        *_client_header_args((*ENTRY_POINTS, "traefik") if ctx.gateway_class else ENTRY_POINTS),
-        *_client_ip_args(ctx.spec.client_ip),
+        *_client_header_args((*eps, "traefik") if ctx.gateway_class else eps),
+        *_client_ip_args(ctx.spec.client_ip, eps),
         *ctx.spec.controller.extra_args,
     )
     # /ping answers as soon as the entry point listens, before the Kubernetes provider
@@ -202,7 +217,12 @@ def render(ctx: Context) -> Rendered:
     return Rendered(
         image=ctx.spec.controller.image or DEFAULT_IMAGE,
         args=args,
-        ports={"http": http, "https": https, "traefik": ping_port},
+        ports={
+            "http": http,
+            "https": https,
+            **{names.listener_port_name(p): p for p in extra},
+            "traefik": ping_port,
+        },
         readiness=ping,
         liveness=ping,
         startup=routes,
@@ -215,9 +235,10 @@ def render(ctx: Context) -> Rendered:
         read_only_root_filesystem=True,
         scratch={"/tmp": "tmp"},
         cluster_role=CLUSTER_ROLE,
-        sysctls=_sysctls((http, https)),
+        sysctls=_sysctls((http, https, *extra)),
         gateway_controller=GATEWAY_CONTROLLER,
         gateway_cluster_role=GATEWAY_CLUSTER_ROLE if ctx.gateway_class else "",
+        listener_ports=extra,
     )
 
 
