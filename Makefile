@@ -12,7 +12,7 @@ CLUSTER_DIR ?= $(HOME)/.cache/edge-operator/cluster
 KUBECONFIG_LOCAL := $(CLUSTER_DIR)/kubeconfig
 LAB_DIR ?= $(HOME)/.cache/edge-operator/lab
 
-.PHONY: help install tools lab-tools test unit e2e dataplane bench lint generate crds run cluster-up cluster-down lab-up lab-down demo e2e-kind clean image dockerfile lock chart-package release-notes release-check
+.PHONY: help install tools lab-tools test unit e2e dataplane conformance bench lint generate crds run cluster-up cluster-down lab-up lab-down demo e2e-kind clean image dockerfile lock chart-package release-notes release-check
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ tools: ## etcd, kube-apiserver/controller-manager/scheduler, kubectl, kwok and t
 	hack/build-actionlint.sh >/dev/null
 	python3 hack/gateway_api.py manifest >/dev/null
 
-lab-tools: tools ## what the lab runs (as root): Debian packages, kubelet, kube-proxy, Traefik, echo; skipped where the lab cannot run
+lab-tools: tools ## what the lab runs (as root): Debian packages, kubelet, kube-proxy, Traefik, echo, the Gateway API conformance suite; skipped where the lab cannot run
 	$(PYTHON) hack/lab build --if-possible
 
 test: install tools lab-tools ## unit, end-to-end and dataplane tests (e2e on a fresh local control plane; dataplane in a fresh lab)
@@ -44,6 +44,12 @@ e2e: install tools ## end-to-end tests only
 
 dataplane: install lab-tools ## dataplane tests only: real nodes, pods and packets (root)
 	$(BIN)/pytest tests/dataplane $(PYTEST_ARGS)
+
+GATEWAY_API_VERSION := $(shell sed -n 's/^GATEWAY_API_VERSION=//p' hack/versions.env)
+CONFORMANCE_REPORT ?= $(CURDIR)/conformance/gateway-api-$(GATEWAY_API_VERSION)/edge-operator-traefik-report.yaml
+
+conformance: install lab-tools ## (root) the Gateway API conformance suite (GATEWAY-HTTP) in a fresh lab against an EdgeGateway's class; writes conformance/, prints its time
+	EDGE_OPERATOR_CONFORMANCE_REPORT=$(CONFORMANCE_REPORT) $(BIN)/pytest tests/dataplane/test_conformance.py -s $(PYTEST_ARGS)
 
 bench: install tools ## benchmark on its own control plane: N kwok nodes, G gateways, one table (BENCH_ARGS='--nodes 5000')
 	$(BIN)/python hack/bench.py $(BENCH_ARGS)

@@ -38,7 +38,7 @@ from typing import Any
 
 import image as operator_image
 import localcluster
-from lab import images, net, proxies
+from lab import conformance, images, net, proxies
 from lab import node as nodes
 from lab.node import API_ADDRESS, API_PORT, NODE_GATEWAY, NODE_NETWORK, Node, Paths
 
@@ -155,6 +155,9 @@ def build() -> dict[str, Path]:
     built["operator-image"] = operator_image.cached(
         operator_image.Spec(), "amd64", localcluster.cache_dir()
     )
+    # The Gateway API conformance suite and its backends (tests/dataplane/test_conformance.py).
+    suite = conformance.build()
+    built |= {"conformance": suite.binary, "echo-basic": suite.echo_basic, "coredns": suite.coredns}
     return built
 
 
@@ -344,7 +347,7 @@ def _start_node(
         timeout=30,
     )
     for archive in archives:
-        net.run(*ctr, "images", "import", "--no-unpack=false", str(archive))
+        _import(paths, archive)
     start(
         "kubelet",
         [
@@ -363,6 +366,11 @@ def _start_node(
         "kube-proxy",
         [str(bins["kube-proxy"]), f"--config={paths.proxy_config}", "--v=1"],
     )
+
+
+def _import(paths: Paths, archive: Path) -> None:
+    ctr = ["ctr", "--address", str(paths.containerd_sock), "--namespace", "k8s.io"]
+    net.run(*ctr, "images", "import", "--no-unpack=false", str(archive))
 
 
 def _kubernetes_endpoints(api: localcluster.Api) -> None:
@@ -738,6 +746,14 @@ class Lab:
         node_daemons = set().union(*per_node.values())
         used["load balancer, CDN, API socket"] = rss(started(self.root) - node_daemons)
         return used
+
+    def import_images(self, wanted: list[images.Image]) -> None:
+        """Write ``wanted`` (cached by binary) and import them into every node's
+        containerd under the names pod specs use."""
+        archives = [images.archive(i, localcluster.cache_dir() / "lab-images") for i in wanted]
+        for node in self.topology.nodes:
+            for archive in archives:
+                _import(Paths(self.root, node), archive)
 
     def stop_daemon(self, node: str, daemon: str) -> None:
         """Stop one daemon of a node (kube-proxy, kubelet, containerd), by its PID."""

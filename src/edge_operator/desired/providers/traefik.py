@@ -134,8 +134,7 @@ def _shutdown_args(rollout: api.Rollout, eps: tuple[str, ...]) -> list[str]:
     # (pkg/server/server_entrypoint_tcp.go), so each gets the whole grace.
     grace = rollout.connection_grace_seconds
     return [
-        f"--entryPoints.{ep}.transport.lifeCycle.graceTimeOut={grace}s"
-        for ep in (*eps, "traefik")
+        f"--entryPoints.{ep}.transport.lifeCycle.graceTimeOut={grace}s" for ep in (*eps, "traefik")
     ]
 
 
