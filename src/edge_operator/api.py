@@ -851,9 +851,10 @@ class EdgeGatewayStatus(Model):
     conditions: list[Condition] = Field(
         default_factory=list,
         description=(
-            "Ready (NodesConfigured, ControllerAvailable and LoadBalancerReady are all True),"
-            " NodesConfigured, TaintSafe (warning), ControllerAvailable, LoadBalancerReady and"
-            " ClientIPPreserved (warning), keyed by type."
+            "Ready (every condition below that is not a warning is True), NodesConfigured,"
+            " ControllerAvailable, LoadBalancerReady, GatewayAPIReady (with gatewayAPI.enabled),"
+            " and the warnings TaintSafe, ClientIPPreserved, EdgeNodesHealthy, ObjectsOwned and"
+            " GatewayListenersAccepted, keyed by type."
         ),
         json_schema_extra={
             "x-kubernetes-list-type": "map",

@@ -219,7 +219,7 @@ def _run(args: argparse.Namespace) -> int:
         # Set before kopf imports the Kubernetes client, which reads it at import time;
         # kopf's login and edge_operator.kube both take it from there.
         os.environ["KUBECONFIG"] = args.kubeconfig
-    # Read when the handlers are registered (the timer's interval), below.
+    # Read when the handlers module is imported (the resync loop's interval), below.
     os.environ["EDGE_OPERATOR_RESYNC_SECONDS"] = str(args.resync_seconds)
     os.environ["EDGE_OPERATOR_PROBE_EDGE_NODES"] = args.probe_edge_nodes
     import kopf  # noqa: PLC0415 - heavy; only `run` needs it

@@ -8,7 +8,8 @@ Importing this module registers the handlers with kopf's default registry.
   time (reconcile.py says how claims on nodes stay deterministic); a failed pass is
   queued again after ``backoff``, the one retry policy, which the delete handler's
   kopf.TemporaryError uses too.
-- Delete restores the nodes (the only finalizer, and only on EdgeGateways).
+- Delete restores the nodes (names.FINALIZER on EdgeGateways; the edge nodes' own
+  names.NODE_FINALIZER is written by the pass, not by kopf).
 - Nodes are followed by a watch of our own (nodewatch), not kopf's, into a cache of
   small records: kopf never sees, annotates or finalizes a Node. A node change that
   matters to a gateway (it holds the node, selects it, or is waiting for nodes)

@@ -29,7 +29,8 @@ SERVED_BY_LABEL: Final = f"{GROUP}/served-by"
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE: Final = "edge-operator"
 
-#: The only finalizer the operator uses, on EdgeGateways (never on Nodes).
+#: The EdgeGateways' finalizer: deleting one restores its nodes first (Nodes get
+#: NODE_FINALIZER below, for their drain).
 FINALIZER: Final = f"{GROUP}/node-restore"
 #: On each edge node the operator holds: a deleted edge node stays (being deleted) until
 #: its controller pods have drained, so the load balancer stops sending to it first.

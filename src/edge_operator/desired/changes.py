@@ -1,7 +1,8 @@
 """Which of a gateway's objects a pass creates, updates, deletes or leaves alone.
 
 Pure: a function of the facts the pass gathered and of its node decision. The
-write path makes these changes in the order given; ``edge-operator plan`` shows them.
+write path (write.py) makes them concurrently, in the steps of ``WorkloadPlan.steps``
+(a step starts once the changes it waits for are made); ``edge-operator plan`` shows them.
 """
 
 from __future__ import annotations
