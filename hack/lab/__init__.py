@@ -722,6 +722,17 @@ class Lab:
 
         _wait("the CDN to listen", lambda: net.call_in(CDN, listening), self.root, timeout=15)
 
+        def answers() -> bool:
+            # A fresh proxy's first connection to the origin may wait out its connect
+            # timeout (2 s, retried): callers check headers, not the proxy's start.
+            try:
+                status, _ = net.call_in(CDN, lambda: http_get(CDN_ADDRESS, 80, "/", timeout=10))
+            except OSError:
+                return False
+            return status < 500
+
+        _wait(f"the CDN to reach {address}:{port}", answers, self.root, timeout=30)
+
     def memory(self) -> dict[str, int]:
         """Resident memory in bytes: of each node (its daemons and pods), of the
         control plane (with the operator when `make demo` runs it) and of the rest."""

@@ -363,8 +363,11 @@ class Traffic:
             with socket.create_connection((host, port), timeout=5) as sock:
                 sock.sendall(head.encode())
                 response = http.client.HTTPResponse(sock)
-                response.begin()
-                return response.status, response.read()
+                try:
+                    response.begin()
+                    return response.status, response.read()
+                finally:
+                    response.close()  # its file holds the socket open past `with`
 
         status, body = lab.net.call_in(client, send)
         assert status == 200, f"{status}: {body[:300]!r}"

@@ -122,6 +122,7 @@ def test_gateway_class_is_made_owned_kept_and_deleted(
     found = wait_for(lambda: gateway_class(cluster, name), f"GatewayClass {name}")
     assert found["spec"]["controllerName"] == traefik.GATEWAY_CONTROLLER
     assert found["metadata"]["labels"][names.GATEWAY_LABEL] == name
+    assert found["metadata"]["labels"][names.SERVED_BY_LABEL] == name
     assert found["metadata"]["labels"][names.MANAGED_BY_LABEL] == names.MANAGED_BY_VALUE
     [ref] = found["metadata"]["ownerReferences"]
     assert (ref["kind"], ref["uid"]) == ("EdgeGateway", made["metadata"]["uid"])
@@ -133,7 +134,7 @@ def test_gateway_class_is_made_owned_kept_and_deleted(
     # sysctl that lets it bind them, and the Gateway API rights.
     args = container(cluster, name)["args"]
     assert "--providers.kubernetesGateway=true" in args
-    assert f"--providers.kubernetesGateway.labelSelector={names.GATEWAY_LABEL}={name}" in args
+    assert f"--providers.kubernetesGateway.labelSelector={names.SERVED_BY_LABEL}={name}" in args
     assert f"--providers.kubernetesGateway.statusAddress.service.name={name}" in args
     assert "--entryPoints.web.address=:80/tcp" in args
     assert "--entryPoints.websecure.address=:443/tcp" in args
