@@ -32,6 +32,22 @@ def version() -> str:
     return localcluster._versions()["GATEWAY_API_VERSION"]
 
 
+def module_dir(module: str, ver: str) -> Path:
+    """The source of a Go module at ``ver`` in the module cache (downloaded from the
+    module proxy first if it is not there)."""
+    with tempfile.TemporaryDirectory(prefix="go-module-") as tmp:
+        # -json outside a module needs a module of its own to run in.
+        (Path(tmp) / "go.mod").write_text("module gomoduledir\n\ngo 1.22\n")
+        found = subprocess.run(
+            ["go", "mod", "download", "-json", f"{module}@{ver}"],
+            cwd=tmp, capture_output=True, text=True, check=False,
+            env={**os.environ, "GOFLAGS": "-mod=mod"},
+        )  # fmt: skip
+    if found.returncode != 0:
+        raise RuntimeError(f"go mod download {module}@{ver}: {found.stderr or found.stdout}")
+    return Path(json.loads(found.stdout)["Dir"])
+
+
 def manifest(ver: str | None = None) -> Path:
     """The standard-channel CRDs of ``ver`` as one YAML file, downloaded once."""
     ver = ver or version()
@@ -44,17 +60,7 @@ def manifest(ver: str | None = None) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if out.exists():  # made by the holder of the lock
             return out
-        with tempfile.TemporaryDirectory(prefix="gateway-api-") as tmp:
-            # -json outside a module needs a module of its own to run in.
-            (Path(tmp) / "go.mod").write_text("module gatewayapicrds\n\ngo 1.22\n")
-            found = subprocess.run(
-                ["go", "mod", "download", "-json", f"{MODULE}@{ver}"],
-                cwd=tmp, capture_output=True, text=True, check=False,
-                env={**os.environ, "GOFLAGS": "-mod=mod"},
-            )  # fmt: skip
-        if found.returncode != 0:
-            raise RuntimeError(f"go mod download {MODULE}@{ver}: {found.stderr or found.stdout}")
-        source = Path(json.loads(found.stdout)["Dir"]) / "config" / "crd" / "standard"
+        source = module_dir(MODULE, ver) / "config" / "crd" / "standard"
         docs = [p.read_text().strip() for p in sorted(source.glob("*.yaml"))]
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_suffix(".tmp")

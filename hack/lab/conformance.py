@@ -23,7 +23,6 @@ Stdlib only, like the rest of the lab.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -33,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gateway_api
 import localcluster
 from lab import images, net
 
-MODULE = "sigs.k8s.io/gateway-api/conformance"
 ECHO_IMAGE = re.compile(r"^registry\.k8s\.io/gateway-api/echo-basic:v[0-9][\w.-]*$")
 COREDNS_IMAGE = "registry.k8s.io/coredns/coredns"
 #: Written by the suite's own test binary (go test's default -test.timeout is 10 min).
@@ -227,17 +226,11 @@ def traefik_report(traefik_version: str, gateway_api_version: str) -> Path:
     """Traefik's own conformance report at ``traefik_version`` for the suite's version,
     from its Go module (in the module cache since the lab built Traefik)."""
     major = traefik_version.removeprefix("v").split(".")[0]
-    module = f"github.com/traefik/traefik/v{major}"
-    with tempfile.TemporaryDirectory(prefix="traefik-report-") as tmp:
-        # -json outside a module needs a module of its own to run in.
-        (Path(tmp) / "go.mod").write_text("module traefikreport\n\ngo 1.24\n")
-        found = subprocess.run(
-            ["go", "mod", "download", "-json", f"{module}@{traefik_version}"],
-            cwd=tmp, capture_output=True, text=True, check=False,
-        )  # fmt: skip
-    if found.returncode:
-        raise ConformanceError(f"go mod download traefik {traefik_version}: {found.stdout}")
-    reports = Path(json.loads(found.stdout)["Dir"]) / "integration/gateway-api-conformance-reports"
+    try:
+        source = gateway_api.module_dir(f"github.com/traefik/traefik/v{major}", traefik_version)
+    except RuntimeError as error:
+        raise ConformanceError(str(error)) from error
+    reports = source / "integration/gateway-api-conformance-reports"
     minor = ".".join(traefik_version.removeprefix("v").split(".")[:2])
     candidates = sorted((reports / gateway_api_version).glob(f"*-v{minor}-default-report.yaml"))
     if not candidates:
