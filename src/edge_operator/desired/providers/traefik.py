@@ -53,7 +53,11 @@ CLIENT_HEADERS_MIDDLEWARE = "edge-client-headers"
 def entry_points(ctx: Context) -> tuple[str, ...]:
     """The entry points clients reach through the Service: web, websecure and, with a
     GatewayClass served, one per gatewayAPI.listenerPorts entry."""
-    return ENTRY_POINTS + tuple(f"listener{p}" for p in listener_ports(ctx))
+    return ENTRY_POINTS + tuple(_listener_entry_point(p) for p in listener_ports(ctx))
+
+
+def _listener_entry_point(port: int) -> str:
+    return f"listener{port}"
 
 
 def listener_ports(ctx: Context) -> tuple[int, ...]:
@@ -183,7 +187,7 @@ def render(ctx: Context) -> Rendered:
         f"--entryPoints.web.address=:{http}/tcp",
         f"--entryPoints.websecure.address=:{https}/tcp",
         # No tls flag: a Gateway listener brings its own (HTTPS, TLS) or none (HTTP).
-        *(f"--entryPoints.listener{p}.address=:{p}/tcp" for p in extra),
+        *(f"--entryPoints.{_listener_entry_point(p)}.address=:{p}/tcp" for p in extra),
         "--entryPoints.websecure.http.tls=true",
         f"--entryPoints.traefik.address=:{ping_port}/tcp",
         "--ping=true",
