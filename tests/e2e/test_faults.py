@@ -97,8 +97,13 @@ def no_storm_gateways(cluster: Cluster, unique: str) -> bool:
 
 
 def holds(gateways: Gateways, name: str, count: int) -> bool:
-    """Settled with ``count`` edge nodes."""
-    return settled(gateways, name) and gateways.get(name)["status"]["edgeNodeCount"] == count
+    """Settled with ``count`` edge nodes and none draining before its release (a node
+    that left keeps the gateway's label until its controller pod is gone)."""
+    if not settled(gateways, name):
+        return False
+    status = gateways.get(name)["status"]
+    labelled = gateways.cluster.core.list_node(label_selector=f"{GW}={name}").items
+    return status["edgeNodeCount"] == count and len(labelled) == count
 
 
 def answers(cluster: Cluster) -> bool:

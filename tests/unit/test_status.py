@@ -89,6 +89,18 @@ def test_taint_warning_does_not_block_ready() -> None:
     assert status["daemonSetsNotTolerating"] == ["ns/ds"]
 
 
+def test_nodes_draining_before_their_release_are_named() -> None:
+    decision = NodeDecision(selected=("n1",), draining=("n2",))
+    nodes = {n: NodeFacts(n, {}, ready=True) for n in ("n1", "n2")}
+    facts = Facts(gw(), (), nodes, controller_pods=POD, now=T0)
+    status = rules.gateway_status(facts, decision, True, SERVING)
+    by_type = {c["type"]: c for c in status["conditions"]}
+    assert by_type["NodesConfigured"]["status"] == "True"
+    assert by_type["NodesConfigured"]["message"] == (
+        "1 edge node(s): n1; draining before release: n2"
+    )
+
+
 def test_invalid_spec_status() -> None:
     status = rules.invalid_status({"phase": "Ready"}, 4, "spec.nodes: bad", T0)
     assert status["phase"] == "Degraded"

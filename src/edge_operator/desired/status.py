@@ -130,6 +130,8 @@ def node_conditions(facts: Facts, decision: NodeDecision) -> list[Cond]:
         )
     else:
         message = f"{len(decision.selected)} edge node(s): {selected}"
+        if decision.draining:
+            message += "; draining before release: " + ", ".join(decision.draining)
         if decision.missing_names:
             message += "; named nodes not found: " + ", ".join(decision.missing_names)
         nodes = Cond(NODES_CONFIGURED, "True", "NodesConfigured", message)
