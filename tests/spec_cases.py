@@ -72,6 +72,12 @@ VALID: list[Case] = [
         "names-with-count", merged({"nodes": {"selector": None, "names": ["a", "b"], "count": 2}})
     ),
     Case("selector-with-count", merged({"nodes": {"count": 1}})),
+    Case("ingress-nginx", merged({"ingressNGINX": {"enabled": True}})),
+    Case(
+        "ingress-nginx-named-class",
+        merged({"ingressNGINX": {"enabled": True, "ingressClassName": "nginx-public"}}),
+        name="nginx",
+    ),
     Case(
         "expression-exists",
         merged(
@@ -340,6 +346,36 @@ INVALID: list[Case] = [
         {"gatewayAPI": {"enabled": True, "listenerPorts": [8080, 80]}},
         api.LISTENER_PORTS_FREE.message,
         field="spec",
+    ),
+    invalid(
+        "ingress-nginx-needs-traefik",
+        {"controller": {"provider": "ingress-nginx"}, "ingressNGINX": {"enabled": True}},
+        api.INGRESS_NGINX_PROVIDER.message,
+        field="spec",
+    ),
+    Case(
+        "ingress-nginx-class-is-the-default-own-class",
+        merged({"ingressNGINX": {"enabled": True}}),
+        api.INGRESS_NGINX_CLASS_DIFFERS.message,
+        api.INGRESS_NGINX_CLASS_DIFFERS.message,
+        name="nginx",
+        field="spec.ingressNGINX.ingressClassName",
+    ),
+    invalid(
+        "ingress-nginx-class-is-the-own-class",
+        {
+            "controller": {"ingressClass": {"name": "legacy"}},
+            "ingressNGINX": {"enabled": True, "ingressClassName": "legacy"},
+        },
+        api.INGRESS_NGINX_CLASS_DIFFERS.message,
+        field="spec.ingressNGINX.ingressClassName",
+    ),
+    invalid(
+        "ingress-nginx-class-not-a-name",
+        {"ingressNGINX": {"enabled": True, "ingressClassName": "Nginx"}},
+        model="should match pattern",
+        server="should match",
+        field="spec.ingressNGINX.ingressClassName",
     ),
     invalid(
         "listener-port-twice",

@@ -647,6 +647,19 @@ class Mesh(Model):
 
 #: Service ports a gateway adds for Gateway listeners (a Service may have many; a pod's
 #: entry points and the load balancer's rules grow with each).
+INGRESS_NGINX_PROVIDER = CelRule(
+    "!self.ingressNGINX.enabled || self.controller.provider == 'traefik'",
+    "ingressNGINX.enabled needs controller.provider traefik: Traefik's kubernetesIngressNGINX"
+    " provider is what serves Ingresses written for ingress-nginx",
+)
+INGRESS_NGINX_CLASS_DIFFERS = CelRule(
+    "!self.spec.ingressNGINX.enabled || self.spec.ingressNGINX.ingressClassName !="
+    " (self.spec.controller.ingressClass.name != '' ? self.spec.controller.ingressClass.name"
+    " : self.metadata.name)",
+    "spec.ingressNGINX.ingressClassName must differ from the gateway's own IngressClass"
+    " (controller.ingressClass.name, or metadata.name when that is empty)",
+)
+
 MAX_LISTENER_PORTS = 16
 ListenerPort = Annotated[int, Field(ge=1, le=65535)]
 
@@ -696,11 +709,57 @@ class GatewayAPI(Model):
         return ports
 
 
+class IngressNGINX(Model):
+    """Ingresses written for ingress-nginx, served by Traefik: a way off ingress-nginx."""
+
+    enabled: bool = Field(
+        default=False,
+        description=(
+            "Also serve the Ingresses of the IngressClass ingressClassName, written for"
+            " ingress-nginx (spec.ingressClassName or the kubernetes.io/ingress.class"
+            " annotation), with Traefik's kubernetesIngressNGINX provider, which reads their"
+            " nginx.ingress.kubernetes.io annotations (ssl-redirect, rewrite-target, use-regex,"
+            " whitelist-source-range, canary-by-header/-cookie/-weight, auth, CORS, affinity"
+            " and more; snippets are never run). Served on the same entry points, with the"
+            " same client-address rules, as the gateway's own Ingresses. controller.provider"
+            " must be traefik. The operator creates the IngressClass (controller"
+            " k8s.io/ingress-nginx) only if none of that name exists; an existing one (say"
+            " ingress-nginx's own, while both run) is used and left alone. Only the class of"
+            " that name is served, not others of controller k8s.io/ingress-nginx."
+        ),
+    )
+    ingress_class_name: str = Field(
+        default="nginx",
+        pattern=DNS_SUBDOMAIN,
+        max_length=253,
+        description="The IngressClass those Ingresses name (ingress-nginx's default: nginx).",
+    )
+    publish_status: bool = Field(
+        default=True,
+        description=(
+            "Write the gateway's load-balancer addresses into those Ingresses'"
+            " status.loadBalancer. Set false while ingress-nginx still runs beside it and"
+            " writes its own, so the two do not overwrite each other."
+        ),
+    )
+
+
+def ingress_class_conflict(name: str, spec: EdgeGatewaySpec) -> str | None:
+    """Why the gateway ``name`` with ``spec`` cannot be served (its two IngressClasses
+    would be one), or None."""
+    own = spec.controller.ingress_class.name or name
+    if spec.ingress_nginx.enabled and spec.ingress_nginx.ingress_class_name == own:
+        return INGRESS_NGINX_CLASS_DIFFERS.message
+    return None
+
+
 class EdgeGatewaySpec(Model):
     """Desired state of an EdgeGateway."""
 
     model_config = ConfigDict(
-        json_schema_extra=validations(GATEWAY_API_PROVIDER, LISTENER_PORTS_FREE)
+        json_schema_extra=validations(
+            GATEWAY_API_PROVIDER, LISTENER_PORTS_FREE, INGRESS_NGINX_PROVIDER
+        )
     )
 
     nodes: NodeSelection = Field(description="Which nodes become edge nodes.")
@@ -719,6 +778,12 @@ class EdgeGatewaySpec(Model):
         description="Gateway API Gateways served from the edge nodes.",
         json_schema_extra={"default": GatewayAPI().model_dump(by_alias=True)},
     )
+    ingress_nginx: IngressNGINX = Field(
+        default_factory=IngressNGINX,
+        alias="ingressNGINX",
+        description="Ingresses written for ingress-nginx, served by Traefik (migration).",
+        json_schema_extra={"default": IngressNGINX().model_dump(by_alias=True)},
+    )
     mesh: Mesh = section(Mesh, "Service mesh membership of the controller pods.")
     paused: bool = Field(
         default=False,
@@ -732,6 +797,8 @@ class EdgeGatewaySpec(Model):
         ports = self.service.ports
         if {ports.http, ports.https} & set(self.gateway_api.listener_ports):
             raise ValueError(LISTENER_PORTS_FREE.message)
+        if self.ingress_nginx.enabled and self.controller.provider != "traefik":
+            raise ValueError(INGRESS_NGINX_PROVIDER.message)
         return self
 
 
@@ -888,6 +955,8 @@ class EdgeGateway(BaseModel):
             raise ValueError(
                 f"expected apiVersion {API_VERSION} kind {KIND}, got {self.api_version} {self.kind}"
             )
+        if conflict := ingress_class_conflict(self.metadata.name, self.spec):
+            raise ValueError(conflict)
         return self
 
 

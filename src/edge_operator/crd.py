@@ -105,7 +105,7 @@ def openapi_schema() -> Schema:
             "spec": spec_schema(),
             "status": status_schema(),
         },
-        **api.validations(api.NAME_IS_DNS_LABEL),
+        **api.validations(api.NAME_IS_DNS_LABEL, api.INGRESS_NGINX_CLASS_DIFFERS),
     }
 
 

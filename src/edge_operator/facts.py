@@ -244,6 +244,8 @@ class GatewayFacts:
             spec = api.EdgeGatewaySpec.model_validate(obj.get("spec") or {})
         except ValidationError as invalid:
             error = api.describe(invalid, root="spec")
+        if spec is not None and (error := api.ingress_class_conflict(meta["name"], spec)):
+            spec = None
         return cls(
             name=meta["name"],
             uid=meta.get("uid", ""),

@@ -34,7 +34,7 @@ from typing import Any
 import kopf
 
 from edge_operator import gatewayapiwatch, memory, metrics, names, nodeprobe, probes
-from edge_operator.desired import gatewayclass
+from edge_operator.desired import gatewayclass, ingressclass
 from edge_operator.desired.nodes import candidates, holder
 from edge_operator.desired.objects import Key, Owner
 from edge_operator.desired.status import NODES_CONFIGURED
@@ -319,6 +319,18 @@ async def owned_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 for _group, _version, _plural in WATCHED:
     kopf.on.event(_group, _version, _plural, labels={names.GATEWAY_LABEL: kopf.PRESENT})(
         owned_event
+    )
+
+
+@kopf.on.event("networking.k8s.io", "v1", "ingressclasses")
+async def ingress_class_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Any IngressClass: one of spec.ingressNGINX's name made or removed by someone else
+    decides whether the gateway makes it."""
+    rt = runtime(memo)
+    rt.poke(
+        *ingressclass.serving_ingress_nginx(
+            rt.gateways.values(), event["object"]["metadata"]["name"]
+        )
     )
 
 

@@ -109,6 +109,11 @@ def listener_port_name(port: int) -> str:
     return f"listener-{port}"
 
 
+def feature_binding_name(gateway: str, provider: str, feature: str) -> str:
+    """Name of the ClusterRoleBinding of the rights of one of a gateway's features."""
+    return f"{cluster_binding_name(gateway)}-{provider}-{feature}"
+
+
 def gateway_api_binding_name(gateway: str, provider: str) -> str:
     """Name of the ClusterRoleBinding of a gateway's Gateway API rights."""
-    return f"{cluster_binding_name(gateway)}-{provider}-gateway-api"
+    return feature_binding_name(gateway, provider, "gateway-api")

@@ -55,7 +55,8 @@ def test_wire_names_round_trip() -> None:
         by_alias=True, exclude_none=True
     )
     assert set(wire) == {
-        "nodes", "controller", "service", "clientIP", "rollout", "gatewayAPI", "mesh", "paused"
+        "nodes", "controller", "service", "clientIP", "rollout", "gatewayAPI", "ingressNGINX",
+        "mesh", "paused",
     }  # fmt: skip
     assert "minWorkerNodes" in wire["nodes"]
     assert "trustedCIDRs" in wire["clientIP"]

@@ -479,6 +479,7 @@ def test_cluster_roles_are_named_and_labelled() -> None:
     assert [r["metadata"]["name"] for r in roles] == [
         "edge-operator-traefik",
         "edge-operator-traefik-gateway-api",
+        "edge-operator-traefik-ingress-nginx",
         "edge-operator-ingress-nginx",
         "edge-operator-ingress-nginx-namespace",
     ]
@@ -498,11 +499,20 @@ def test_cluster_role_is_a_valid_object(role: dict[str, Any]) -> None:
 def test_rendered_roles_are_installed(provider: Provider) -> None:
     rendered = provider.render(context(provider=provider))
     serving = provider.render(replace(context(provider=provider), gateway_class="edge"))
+    base = context(provider=provider)
+    nginx = base.spec.model_copy(update={"ingress_nginx": api.IngressNGINX(enabled=True)})
+    migrating = provider.render(replace(base, spec=nginx))
     installed = {r["metadata"]["name"] for r in provider.cluster_roles()}
 
-    bound = {rendered.cluster_role, rendered.namespace_role, serving.gateway_cluster_role}
+    bound = {
+        rendered.cluster_role,
+        rendered.namespace_role,
+        serving.gateway_cluster_role,
+        migrating.ingress_nginx_cluster_role,
+    }
     assert bound - {None, ""} == installed
     assert rendered.gateway_cluster_role == ""  # bound only while a GatewayClass is served
+    assert rendered.ingress_nginx_cluster_role == ""  # only while ingressNGINX is on
 
 
 #: Every write a role may grant: (API group, resource) -> verbs. Leases only in the
@@ -521,6 +531,7 @@ WRITES: dict[str, dict[tuple[str, str], set[str]]] = {
             "tlsroutes",
         )
     },
+    "edge-operator-traefik-ingress-nginx": {},
     "edge-operator-ingress-nginx": {
         ("networking.k8s.io", "ingresses/status"): {"update"},
         ("", "events"): {"create", "patch"},

@@ -113,6 +113,10 @@ def plan(facts: Facts, decision: NodeDecision) -> WorkloadPlan:
     desired: dict[Key, Mapping[str, Any]] = {
         Key.of(obj): obj for obj in workload_rules.build(inputs)
     }
+    nginx_class = ingressclass.ingress_nginx_key(spec)
+    if nginx_class in facts.workload.foreign:
+        # An IngressClass of that name exists (ingress-nginx's own, say): served as it is.
+        del desired[nginx_class]
     changes: list[tuple[Key, Action]] = [
         (key, change)
         for key, obj in desired.items()

@@ -59,12 +59,17 @@ def role_binding(owner: Owner, provider: str, namespace: str, role: str) -> dict
     }
 
 
-def gateway_api_binding(owner: Owner, provider: str, namespace: str, role: str) -> dict[str, Any]:
-    """The provider's Gateway API rights, bound while the gateway serves a GatewayClass."""
+def feature_binding(
+    owner: Owner, provider: str, namespace: str, role: str, feature: str
+) -> dict[str, Any]:
+    """The rights of one of the provider's features (gateway-api, ingress-nginx), bound
+    cluster-wide while the gateway uses it."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
-        "metadata": metadata(owner, provider, names.gateway_api_binding_name(owner.name, provider)),
+        "metadata": metadata(
+            owner, provider, names.feature_binding_name(owner.name, provider, feature)
+        ),
         "roleRef": _role_ref(role),
         "subjects": _subjects(owner, namespace),
     }

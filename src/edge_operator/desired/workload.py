@@ -4,9 +4,10 @@ Namespace (created if missing, never deleted: other gateways and workloads may
 share it), ServiceAccount, its bindings to the provider's ClusterRoles (installed
 with the operator: the operator binds, it grants nothing itself), the provider's
 ConfigMap, the Deployment, its PodDisruptionBudget, the IngressClass, the
-LoadBalancer Service, for Traefik the readiness route and, with gatewayAPI on, the
-GatewayClass and the binding of the provider's Gateway API role. All but the Namespace
-carry an ownerReference to the EdgeGateway, so the garbage collector removes them
+LoadBalancer Service, for Traefik the readiness route, with gatewayAPI on the
+GatewayClass and the binding of the provider's Gateway API role, and with ingressNGINX
+on the binding of that role and the ingress-nginx IngressClass (when none exists). All
+but the Namespace carry an ownerReference to the EdgeGateway, so the garbage collector removes them
 with it. Each object is built in a module of its own (namespace, rbac, configmap,
 deployment, pdb, ingressclass, service, readiness, gatewayclass), which also says how
 it is applied (RECREATE); this module composes them.
@@ -131,7 +132,11 @@ def build(inputs: Inputs) -> list[dict[str, Any]]:
         rbac.cluster_role_binding(owner, provider, ns, rendered.cluster_role),
     ]
     if rendered.gateway_cluster_role:
-        objects.append(rbac.gateway_api_binding(owner, provider, ns, rendered.gateway_cluster_role))
+        role = rendered.gateway_cluster_role
+        objects.append(rbac.feature_binding(owner, provider, ns, role, "gateway-api"))
+    if rendered.ingress_nginx_cluster_role:
+        role = rendered.ingress_nginx_cluster_role
+        objects.append(rbac.feature_binding(owner, provider, ns, role, "ingress-nginx"))
     if rendered.namespace_role:
         objects.append(rbac.role_binding(owner, provider, ns, rendered.namespace_role))
     if rendered.config is not None:
@@ -139,6 +144,10 @@ def build(inputs: Inputs) -> list[dict[str, Any]]:
     objects.append(deployment_rules.deployment(owner, spec, rendered, ns, replicas(inputs)))
     objects.append(pdb.pod_disruption_budget(owner, provider, ns))
     objects.append(ingressclass.ingress_class(owner, spec, rendered.controller))
+    if spec.ingress_nginx.enabled and rendered.ingress_nginx_controller:
+        objects.append(
+            ingressclass.ingress_nginx_class(owner, spec, rendered.ingress_nginx_controller)
+        )
     objects.append(service_rules.service(owner, spec, ns, rendered.listener_ports))
     if rendered.readiness_route:
         # The route's backend is where the controller answers its readiness probe.

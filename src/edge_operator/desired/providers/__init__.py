@@ -87,6 +87,12 @@ class Rendered:
     #: ClusterRole with the controller's Gateway API rights, bound cluster-wide while it
     #: serves a GatewayClass ("": none).
     gateway_cluster_role: str = ""
+    #: ClusterRole with the rights of the provider's ingress-nginx compatibility, bound
+    #: cluster-wide while spec.ingressNGINX is on ("": none).
+    ingress_nginx_cluster_role: str = ""
+    #: IngressClass spec.controller of a class the operator makes for spec.ingressNGINX
+    #: ("": the provider cannot serve Ingresses written for ingress-nginx).
+    ingress_nginx_controller: str = ""
     #: gatewayAPI.listenerPorts the controller listens on (each also in ports, under
     #: names.listener_port_name): the Service exposes them beside http and https.
     listener_ports: tuple[int, ...] = ()

@@ -1,5 +1,6 @@
-"""Traefik v3, serving Ingresses through its kubernetesingress provider and, with
-gatewayAPI on, the Gateways of the gateway's GatewayClass through kubernetesGateway.
+"""Traefik v3, serving Ingresses through its kubernetesingress provider; with
+gatewayAPI on, the Gateways of the gateway's GatewayClass through kubernetesGateway; with
+ingressNGINX on, Ingresses written for ingress-nginx through kubernetesIngressNGINX.
 
 Traefik is configured by command-line flags alone: it reads its static
 configuration from exactly one source (file, flags or environment), so a
@@ -33,6 +34,16 @@ PING_PORTS = tuple(range(8080, 8080 + api.MAX_LISTENER_PORTS + 3))
 #: (pkg/provider/kubernetes/gateway/kubernetes.go, v3.7.13).
 GATEWAY_CONTROLLER = "traefik.io/gateway-controller"
 GATEWAY_CLUSTER_ROLE = f"{CLUSTER_ROLE}-gateway-api"
+#: What the kubernetesIngressNGINX provider reads beyond the Ingress provider's rights.
+INGRESS_NGINX_CLUSTER_ROLE = f"{CLUSTER_ROLE}-ingress-nginx"
+#: The IngressClass controller ingress-nginx serves, given to a class the operator makes
+#: for spec.ingressNGINX (so the class reads as the ingress-nginx class it replaces).
+INGRESS_NGINX_CONTROLLER = "k8s.io/ingress-nginx"
+#: A controllerClass no IngressClass has. The provider serves every class whose controller
+#: is its controllerClass, and with ingressClassByName the class named ingressClass too
+#: (pkg/provider/kubernetes/ingress-nginx/client.go, filterIngressClass, v3.7.13): with
+#: this value it serves exactly the named class, not every k8s.io/ingress-nginx class.
+INGRESS_NGINX_NO_CONTROLLER = "edgeoperator.dev/no-controller"
 #: Lets the non-root controller bind the Service's ports below 1024 (a namespaced sysctl
 #: in Pod Security's safe set, so allowed under "restricted").
 UNPRIVILEGED_PORT_SYSCTL = "net.ipv4.ip_unprivileged_port_start"
@@ -174,6 +185,33 @@ def _gateway_args(ctx: Context) -> list[str]:
     ]
 
 
+def _ingress_nginx_args(ctx: Context) -> list[str]:
+    # Ingresses written for ingress-nginx, routed on web and websecure only (so the
+    # entry points' client-address handling applies to them), their status written from
+    # the gateway's Service when publishStatus is on. whitelist-source-range judges the
+    # connection's peer (RemoteAddrStrategy, the client under Direct and ProxyProtocol);
+    # under XForwardedFor the address in X-Forwarded-For nearest the gateway that is
+    # not a trusted peer (PoolStrategy with excludedIPs: pkg/config/dynamic/middlewares.go).
+    nginx = ctx.spec.ingress_nginx
+    if not nginx.enabled:
+        return []
+    provider = "--providers.kubernetesIngressNGINX"
+    args = [
+        f"{provider}=true",
+        f"{provider}.ingressClass={nginx.ingress_class_name}",
+        f"{provider}.ingressClassByName=true",
+        f"{provider}.controllerClass={INGRESS_NGINX_NO_CONTROLLER}",
+        f"{provider}.httpEntryPoint=web",
+        f"{provider}.httpsEntryPoint=websecure",
+    ]
+    if nginx.publish_status:
+        args.append(f"{provider}.publishService={ctx.namespace}/{ctx.service}")
+    if ctx.spec.client_ip.mode == "XForwardedFor":
+        cidrs = ",".join(ctx.spec.client_ip.trusted_cidrs)
+        args.append(f"{provider}.ipAllowListStrategy.excludedIPs={cidrs}")
+    return args
+
+
 def _sysctls(ports: tuple[int, ...]) -> dict[str, str]:
     lowest = min(ports)
     return {UNPRIVILEGED_PORT_SYSCTL: str(lowest)} if lowest < 1024 else {}
@@ -199,6 +237,7 @@ def render(ctx: Context) -> Rendered:
         # The operator pins the image; edge nodes need not call home to learn of releases.
         "--global.checkNewVersion=false",
         *_gateway_args(ctx),
+        *_ingress_nginx_args(ctx),
         "--log.level=INFO",
         *_shutdown_args(ctx.spec.rollout, eps),
         *_keep_alive_args(ctx.spec.rollout, eps),
@@ -241,6 +280,10 @@ def render(ctx: Context) -> Rendered:
         sysctls=_sysctls((http, https, *extra)),
         gateway_controller=GATEWAY_CONTROLLER,
         gateway_cluster_role=GATEWAY_CLUSTER_ROLE if ctx.gateway_class else "",
+        ingress_nginx_cluster_role=(
+            INGRESS_NGINX_CLUSTER_ROLE if ctx.spec.ingress_nginx.enabled else ""
+        ),
+        ingress_nginx_controller=INGRESS_NGINX_CONTROLLER,
         listener_ports=extra,
     )
 
@@ -276,6 +319,12 @@ def cluster_roles() -> list[dict[str, Any]]:
             ],
         ),
         cluster_role(GATEWAY_CLUSTER_ROLE, gateway_rules()),
+        # The kubernetesIngressNGINX provider also watches ConfigMaps in every namespace
+        # (custom-headers annotations; pkg/provider/kubernetes/ingress-nginx/client.go).
+        cluster_role(
+            INGRESS_NGINX_CLUSTER_ROLE,
+            [{"apiGroups": [""], "resources": ["configmaps"], "verbs": read}],
+        ),
     ]
 
 
