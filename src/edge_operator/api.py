@@ -407,8 +407,12 @@ class Controller(Model):
     provider: Literal["traefik", "ingress-nginx"] = Field(
         default="traefik",
         description=(
-            "Ingress controller implementation. ingress-nginx is supported for existing"
-            " installations; its upstream project was retired in March 2026."
+            "Ingress controller implementation. ingress-nginx is deprecated: kept for"
+            " existing installations, its upstream project was retired in March 2026 and"
+            " gets no security fixes, so a gateway using it carries the warning condition"
+            " ProviderDeprecated. The way off: provider traefik with ingressNGINX.enabled"
+            " serves the same Ingresses (class nginx, nginx.ingress.kubernetes.io"
+            " annotations) unchanged; or move to Gateway API (gatewayAPI.enabled)."
         ),
     )
     image: str = Field(
@@ -920,8 +924,9 @@ class EdgeGatewayStatus(Model):
         description=(
             "Ready (every condition below that is not a warning is True), NodesConfigured,"
             " ControllerAvailable, LoadBalancerReady, GatewayAPIReady (with gatewayAPI.enabled),"
-            " and the warnings TaintSafe, ClientIPPreserved, EdgeNodesHealthy, ObjectsOwned and"
-            " GatewayListenersAccepted, keyed by type."
+            " and the warnings TaintSafe, ClientIPPreserved, EdgeNodesHealthy, ObjectsOwned,"
+            " GatewayListenersAccepted and ProviderDeprecated (controller.provider"
+            " ingress-nginx), keyed by type."
         ),
         json_schema_extra={
             "x-kubernetes-list-type": "map",

@@ -343,6 +343,7 @@ def test_ingress_nginx_gateway_deleted_removes_every_owned_object(
         ),
     )
     wait_available(cluster, name, 2)
+    gateways.wait_condition(name, "ProviderDeprecated", "True", "UpstreamRetired")
     config = cluster.core.read_namespaced_config_map(name, NS).data
     assert config["proxy-real-ip-cidr"] == "198.51.100.0/24"
     assert (config["enable-real-ip"], config["use-forwarded-headers"]) == ("true", "false")

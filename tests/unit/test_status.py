@@ -101,6 +101,25 @@ def test_nodes_draining_before_their_release_are_named() -> None:
     )
 
 
+def test_ingress_nginx_carries_a_deprecation_warning_that_does_not_block_ready() -> None:
+    decision = NodeDecision(selected=("n1",))
+    nodes = {"n1": NodeFacts("n1", {}, ready=True)}
+    retired = Facts(
+        gw(controller={"provider": "ingress-nginx"}), (), nodes, controller_pods=POD, now=T0
+    )
+    status = rules.gateway_status(retired, decision, True, SERVING)
+    by_type = {c["type"]: c for c in status["conditions"]}
+    warning = by_type["ProviderDeprecated"]
+    assert (warning["status"], warning["reason"]) == ("True", "UpstreamRetired")
+    assert "ingressNGINX.enabled" in warning["message"]
+    assert status["phase"] == "Ready"
+    maintained = Facts(gw(), (), nodes, controller_pods=POD, now=T0)
+    types = {
+        c["type"] for c in rules.gateway_status(maintained, decision, True, SERVING)["conditions"]
+    }
+    assert "ProviderDeprecated" not in types
+
+
 def test_invalid_spec_status() -> None:
     status = rules.invalid_status({"phase": "Ready"}, 4, "spec.nodes: bad", T0)
     assert status["phase"] == "Degraded"

@@ -22,11 +22,19 @@ EDGE_NODES_HEALTHY = "EdgeNodesHealthy"
 OBJECTS_OWNED = "ObjectsOwned"
 GATEWAY_API_READY = "GatewayAPIReady"
 GATEWAY_LISTENERS_ACCEPTED = "GatewayListenersAccepted"
+PROVIDER_DEPRECATED = "ProviderDeprecated"
 #: Conditions that warn without holding Ready back. (An edge node failing its health
 #: check costs capacity, not service: the load balancer sends to the others. A Gateway
 #: listener its controller refused is one user's Gateway, not the edge.)
 WARNINGS = frozenset(
-    {TAINT_SAFE, CLIENT_IP_PRESERVED, EDGE_NODES_HEALTHY, OBJECTS_OWNED, GATEWAY_LISTENERS_ACCEPTED}
+    {
+        TAINT_SAFE,
+        CLIENT_IP_PRESERVED,
+        EDGE_NODES_HEALTHY,
+        OBJECTS_OWNED,
+        GATEWAY_LISTENERS_ACCEPTED,
+        PROVIDER_DEPRECATED,
+    }
 )
 #: Refused listeners named in the GatewayListenersAccepted message at most.
 LISTENERS_NAMED = 10
@@ -422,6 +430,21 @@ def client_ip_condition(spec: api.EdgeGatewaySpec) -> Cond:
     )
 
 
+def provider_condition(spec: api.EdgeGatewaySpec) -> Cond | None:
+    """The warning a retired provider carries (None: the provider is maintained)."""
+    if spec.controller.provider != "ingress-nginx":
+        return None
+    return Cond(
+        PROVIDER_DEPRECATED,
+        "True",
+        "UpstreamRetired",
+        "ingress-nginx was retired upstream in March 2026 and gets no security fixes; keep"
+        " the Ingresses and move the gateway to controller.provider traefik with"
+        " ingressNGINX.enabled (it serves class nginx and its annotations), or to Gateway"
+        " API (README: Leaving ingress-nginx)",
+    )
+
+
 def serving_nodes(facts: Facts, selected: Sequence[str]) -> list[str]:
     """The edge nodes that should pass the load balancer's health check now.
 
@@ -530,6 +553,8 @@ def gateway_status(
     ]
     if health := lb_health_condition(facts, decision.selected):
         wanted.append(health)
+    if deprecated := provider_condition(spec):
+        wanted.append(deprecated)
     conditions = [ready_condition(wanted), *wanted]
     pods: dict[str, int] = {}
     for pod in facts.controller_pods:
