@@ -136,6 +136,7 @@ class Traffic:
         controller: dict[str, Any] | None = None,
         gateway_api: bool = False,
         listener_ports: tuple[int, ...] = (),
+        ingress_nginx: dict[str, Any] | None = None,
     ) -> Gateway:
         """Create a gateway on the lab's edge candidates and wait until it serves.
 
@@ -148,7 +149,7 @@ class Traffic:
         its ``deregistration_delay`` (default: the lab's, 15 s). With ``gateway_api`` the
         gateway serves its GatewayClass, and a Gateway API Gateway and HTTPRoute of the
         class route to the echo backend instead of an Ingress, and ``listener_ports`` are
-        its gatewayAPI.listenerPorts.
+        its gatewayAPI.listenerPorts. ``ingress_nginx`` is its spec.ingressNGINX.
         """
         rollout = rollout or {"loadBalancerHealthCheck": FAST_CHECK}
         declared = api.Rollout.model_validate(rollout)
@@ -177,6 +178,8 @@ class Traffic:
             spec["controller"] = controller
         if gateway_api:
             spec["gatewayAPI"] = {"enabled": True, "listenerPorts": list(listener_ports)}
+        if ingress_nginx:
+            spec["ingressNGINX"] = ingress_nginx
         self.gateways.create(name, spec)
         if gateway_api:
             self.http_route(name)
