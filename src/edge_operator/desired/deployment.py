@@ -85,24 +85,31 @@ def mesh_metadata(
     return {}, {}
 
 
+def tolerations(spec: api.EdgeGatewaySpec) -> list[dict[str, Any]]:
+    """What lets a pod run on the gateway's tainted edge nodes."""
+    taint = spec.nodes.taint
+    if taint.effect == "None":
+        return []
+    return [
+        {
+            "key": spec.nodes.taint_key,
+            "operator": "Equal",
+            "value": taint.value,
+            "effect": taint.effect,
+        }
+    ]
+
+
+def node_selector(owner: Owner, spec: api.EdgeGatewaySpec) -> dict[str, str]:
+    """The gateway's edge nodes: its role label and its ownership label."""
+    return {spec.nodes.role_label: "", names.GATEWAY_LABEL: owner.name}
+
+
 def pod_template(owner: Owner, spec: api.EdgeGatewaySpec, rendered: Rendered) -> dict[str, Any]:
     """The pod template without its hash label."""
     provider = spec.controller.provider
     pre_stop = pre_stop_seconds(spec.rollout)
     mesh_labels, mesh_annotations = mesh_metadata(spec, rendered)
-    taint = spec.nodes.taint
-    tolerations = (
-        []
-        if taint.effect == "None"
-        else [
-            {
-                "key": spec.nodes.taint_key,
-                "operator": "Equal",
-                "value": taint.value,
-                "effect": taint.effect,
-            }
-        ]
-    )
     resources = spec.controller.resources.model_dump(exclude_defaults=True)
     container: dict[str, Any] = {
         "name": CONTAINER,
@@ -165,8 +172,8 @@ def pod_template(owner: Owner, spec: api.EdgeGatewaySpec, rendered: Rendered) ->
         container["volumeMounts"] = mounts
     pod_spec: dict[str, Any] = {
         "serviceAccountName": names.workload_name(owner.name),
-        "nodeSelector": {spec.nodes.role_label: "", names.GATEWAY_LABEL: owner.name},
-        "tolerations": tolerations,
+        "nodeSelector": node_selector(owner, spec),
+        "tolerations": tolerations(spec),
         "terminationGracePeriodSeconds": pre_stop + spec.rollout.shutdown_grace_seconds,
         "securityContext": {
             "runAsNonRoot": True,
