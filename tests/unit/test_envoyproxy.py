@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from edge_operator import api, names
-from edge_operator.desired import envoyproxy
+from edge_operator.desired import envoyproxy, gatewayclass
 from edge_operator.desired.objects import Owner
 from edge_operator.desired.providers import envoy_gateway
 
@@ -115,3 +115,13 @@ def test_the_gateway_class_names_it() -> None:
         "name": "edge",
         "namespace": names.DEFAULT_NAMESPACE,
     }
+
+
+def test_the_gateway_class_refers_to_it() -> None:
+    spec = api.EdgeGatewaySpec.model_validate({"nodes": {"selector": {}}})
+    ref = envoyproxy.parameters_ref(OWNER, spec)
+    made = gatewayclass.gateway_class(OWNER, spec, envoy_gateway.GATEWAY_CONTROLLER, ref)
+    assert made["spec"]["controllerName"] == "gateway.envoyproxy.io/gatewayclass-controller"
+    assert made["spec"]["parametersRef"] == ref
+    plain = gatewayclass.gateway_class(OWNER, spec, "traefik.io/gateway-controller")
+    assert "parametersRef" not in plain["spec"]

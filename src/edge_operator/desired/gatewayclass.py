@@ -12,7 +12,7 @@ class and creates it again (RECREATE).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from edge_operator import api, names
@@ -28,17 +28,23 @@ def name(owner: Owner, spec: api.EdgeGatewaySpec) -> str:
     return spec.gateway_api.gateway_class_name or owner.name
 
 
-def gateway_class(owner: Owner, spec: api.EdgeGatewaySpec, controller: str) -> dict[str, Any]:
+def gateway_class(
+    owner: Owner,
+    spec: api.EdgeGatewaySpec,
+    controller: str,
+    parameters: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The class; ``parameters`` its spec.parametersRef (Envoy Gateway: the EnvoyProxy)."""
     meta = metadata(owner, spec.controller.provider, name(owner, spec))
     meta["labels"][names.SERVED_BY_LABEL] = owner.name
+    body: dict[str, Any] = {"controllerName": controller, "description": description(owner.name)}
+    if parameters:
+        body["parametersRef"] = dict(parameters)
     return {
         "apiVersion": names.GATEWAY_API_VERSION,
         "kind": "GatewayClass",
         "metadata": meta,
-        "spec": {
-            "controllerName": controller,
-            "description": description(owner.name),
-        },
+        "spec": body,
     }
 
 
