@@ -15,7 +15,7 @@ OWNER = Owner("edge", "uid-1")
 
 def build(**spec: Any) -> dict[str, Any]:
     parsed = api.EdgeGatewaySpec.model_validate({"nodes": {"selector": {}}, **spec})
-    return envoyproxy.envoy_proxy(OWNER, parsed)
+    return envoyproxy.envoy_proxy(OWNER, parsed, replicas=2)
 
 
 def kubernetes(obj: dict[str, Any]) -> dict[str, Any]:
@@ -29,9 +29,9 @@ def test_one_envoy_per_edge_node_on_exactly_the_gateways_nodes() -> None:
     assert obj["metadata"]["namespace"] == names.DEFAULT_NAMESPACE
     assert obj["metadata"]["labels"][names.GATEWAY_LABEL] == "edge"
     assert obj["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
-    daemonset = kubernetes(obj)["envoyDaemonSet"]
-    assert "envoyDeployment" not in kubernetes(obj)
-    pod = daemonset["pod"]
+    deployment = kubernetes(obj)["envoyDeployment"]
+    assert deployment["replicas"] == 2
+    pod = deployment["pod"]
     assert pod["nodeSelector"] == {names.DEFAULT_ROLE_LABEL: "", names.GATEWAY_LABEL: "edge"}
     assert pod["tolerations"] == [
         {
@@ -41,9 +41,19 @@ def test_one_envoy_per_edge_node_on_exactly_the_gateways_nodes() -> None:
             "effect": "NoSchedule",
         }
     ]
-    # A node never goes without a ready Envoy: the new pod comes up beside the old one.
-    assert daemonset["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
-    assert daemonset["container"]["image"] == envoy_gateway.DEFAULT_IMAGE
+    # A node never goes without a ready Envoy: one pod of a revision per node, the new
+    # one beside the old, which goes only once the new one is Available.
+    [spread] = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert spread == {
+        "labelSelector": {"matchLabels": {names.GATEWAY_LABEL: "edge"}},
+        "matchLabelKeys": ["pod-template-hash"],
+        "topologyKey": "kubernetes.io/hostname",
+    }
+    [beside] = pod["affinity"]["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert beside["podAffinityTerm"]["mismatchLabelKeys"] == ["pod-template-hash"]
+    assert deployment["strategy"]["rollingUpdate"] == {"maxSurge": "25%", "maxUnavailable": 0}
+    assert kubernetes(obj)["envoyPDB"] == {"maxUnavailable": 1}
+    assert deployment["container"]["image"] == envoy_gateway.DEFAULT_IMAGE
     assert obj["spec"]["mergeGateways"] is True
 
 
@@ -57,10 +67,10 @@ def test_no_toleration_without_a_taint_and_the_users_pod_settings() -> None:
             "extraArgs": ["--concurrency", "2"],
         },
     )
-    daemonset = kubernetes(obj)["envoyDaemonSet"]
-    assert daemonset["pod"]["tolerations"] == []
-    assert daemonset["pod"]["annotations"] == {"a": "b"}
-    assert daemonset["container"] == {
+    deployment = kubernetes(obj)["envoyDeployment"]
+    assert deployment["pod"]["tolerations"] == []
+    assert deployment["pod"]["annotations"] == {"a": "b"}
+    assert deployment["container"] == {
         "image": "registry.example/envoy:1.39.3",
         "resources": {"requests": {"cpu": "500m"}},
     }
@@ -79,7 +89,7 @@ def test_drain_timing_follows_the_load_balancers_health_check() -> None:
         "minDrainDuration": "50s",
         "drainTimeout": "110s",
     }
-    patch = kubernetes(obj)["envoyDaemonSet"]["patch"]
+    patch = kubernetes(obj)["envoyDeployment"]["patch"]
     assert patch == {"type": "StrategicMerge", "value": {"spec": {"minReadySeconds": 40}}}
 
 

@@ -2,14 +2,17 @@
 gateway's Envoy fleet, written by the operator in controller.namespace and named by its
 GatewayClass's parametersRef.
 
-- **Placement**: an Envoy DaemonSet on exactly the gateway's edge nodes (the same
-  nodeSelector and tolerations as every provider's pods), so each edge node has one
-  Envoy and the load balancer spreads evenly under ``externalTrafficPolicy: Local``.
-  Its rolling update surges one new pod beside the old on each node
-  (``maxSurge: 1, maxUnavailable: 0``): a node never goes without a ready Envoy, as the
-  Traefik Deployment's recipe guarantees (desired/deployment.py). ``minReadySeconds``
-  (set through the DaemonSet patch: EnvoyProxy has no field for it) gives the load
-  balancer the time to see the new pod healthy before the old one leaves.
+- **Placement**: an Envoy Deployment on exactly the gateway's edge nodes (the same
+  nodeSelector and tolerations as every provider's pods), one pod per edge node
+  (``replicas`` as for every provider), so the load balancer spreads evenly under
+  ``externalTrafficPolicy: Local``. The rollout recipe of the Traefik Deployment
+  (desired/deployment.py) without knowing the pod template (Envoy Gateway writes it):
+  required anti-affinity on the hostname among pods of the same ``pod-template-hash``
+  and preferred affinity to pods of another, by ``matchLabelKeys`` /
+  ``mismatchLabelKeys`` (on by default since Kubernetes 1.31); ``maxUnavailable: 0``,
+  so a node never goes without a ready Envoy; ``minReadySeconds`` (through the
+  Deployment patch: EnvoyProxy has no field for it) gives the load balancer the time to
+  see a new pod healthy. A PodDisruptionBudget lets one edge node drain at a time.
 - **Service**: the LoadBalancer Service with the gateway's ``service`` settings; Envoy
   Gateway names and labels it, in its own namespace, with a port per listener port.
 - **Drain** (upstream internal/cmd/envoy/shutdown_manager.go, run as the shutdown
@@ -42,6 +45,8 @@ from edge_operator.desired.providers import envoy_gateway
 KIND = "EnvoyProxy"
 #: service.ipFamilyPolicy -> EnvoyProxy spec.ipFamily (SingleStack: upstream's default).
 IP_FAMILY = {"PreferDualStack": "DualStack", "RequireDualStack": "DualStack"}
+#: The label the ReplicaSet controller puts on its pods (one value per revision).
+POD_TEMPLATE_HASH = "pod-template-hash"
 
 
 def name(owner: Owner) -> str:
@@ -52,13 +57,43 @@ def _seconds(value: int) -> str:
     return f"{value}s"
 
 
-def envoy_proxy(owner: Owner, spec: api.EdgeGatewaySpec) -> dict[str, Any]:
+def affinity(owner: Owner) -> dict[str, Any]:
+    """One pod of a revision per node; a new pod lands beside an old one, which the
+    ReplicaSet controller then removes first (it deletes co-located pods first)."""
+    mine = {"matchLabels": {names.GATEWAY_LABEL: owner.name}}
+    return {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": mine,
+                    "matchLabelKeys": [POD_TEMPLATE_HASH],
+                    "topologyKey": names.HOSTNAME_LABEL,
+                }
+            ]
+        },
+        "podAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": mine,
+                        "mismatchLabelKeys": [POD_TEMPLATE_HASH],
+                        "topologyKey": names.HOSTNAME_LABEL,
+                    },
+                }
+            ]
+        },
+    }
+
+
+def envoy_proxy(owner: Owner, spec: api.EdgeGatewaySpec, replicas: int) -> dict[str, Any]:
     controller = spec.controller
     pre_stop = pre_stop_seconds(spec.rollout)
     pod: dict[str, Any] = {
         "labels": {names.GATEWAY_LABEL: owner.name},
         "nodeSelector": node_selector(owner, spec),
         "tolerations": tolerations(spec),
+        "affinity": affinity(owner),
     }
     if controller.pod_annotations:
         pod["annotations"] = dict(controller.pod_annotations)
@@ -77,30 +112,27 @@ def envoy_proxy(owner: Owner, spec: api.EdgeGatewaySpec) -> dict[str, Any]:
         service["loadBalancerClass"] = svc.load_balancer_class
     if svc.load_balancer_source_ranges:
         service["loadBalancerSourceRanges"] = list(svc.load_balancer_source_ranges)
+    drain = drain_seconds(spec.rollout.load_balancer_health_check)
     body: dict[str, Any] = {
         "mergeGateways": True,
         "provider": {
             "type": "Kubernetes",
             "kubernetes": {
-                "envoyDaemonSet": {
+                "envoyDeployment": {
+                    "replicas": replicas,
                     "pod": pod,
                     "container": container,
                     "strategy": {
                         "type": "RollingUpdate",
-                        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+                        "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
                     },
                     "patch": {
                         "type": "StrategicMerge",
-                        "value": {
-                            "spec": {
-                                "minReadySeconds": drain_seconds(
-                                    spec.rollout.load_balancer_health_check
-                                )
-                            }
-                        },
+                        "value": {"spec": {"minReadySeconds": drain}},
                     },
                 },
                 "envoyService": service,
+                "envoyPDB": {"maxUnavailable": 1},
             },
         },
         "shutdown": {
