@@ -30,7 +30,8 @@ def test_one_envoy_per_edge_node_on_exactly_the_gateways_nodes() -> None:
     assert obj["metadata"]["labels"][names.GATEWAY_LABEL] == "edge"
     assert obj["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     deployment = kubernetes(obj)["envoyDeployment"]
-    assert deployment["replicas"] == 2
+    assert (deployment["name"], deployment["replicas"]) == ("edge", 2)
+    assert "labels" not in deployment["pod"]
     pod = deployment["pod"]
     assert pod["nodeSelector"] == {names.DEFAULT_ROLE_LABEL: "", names.GATEWAY_LABEL: "edge"}
     assert pod["tolerations"] == [
@@ -45,7 +46,7 @@ def test_one_envoy_per_edge_node_on_exactly_the_gateways_nodes() -> None:
     # one beside the old, which goes only once the new one is Available.
     [spread] = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert spread == {
-        "labelSelector": {"matchLabels": {names.GATEWAY_LABEL: "edge"}},
+        "labelSelector": {"matchLabels": {"gateway.envoyproxy.io/owning-gatewayclass": "edge"}},
         "matchLabelKeys": ["pod-template-hash"],
         "topologyKey": "kubernetes.io/hostname",
     }

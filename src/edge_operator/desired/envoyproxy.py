@@ -13,8 +13,10 @@ GatewayClass's parametersRef.
   so a node never goes without a ready Envoy; ``minReadySeconds`` (through the
   Deployment patch: EnvoyProxy has no field for it) gives the load balancer the time to
   see a new pod healthy. A PodDisruptionBudget lets one edge node drain at a time.
-- **Service**: the LoadBalancer Service with the gateway's ``service`` settings; Envoy
-  Gateway names and labels it, in its own namespace, with a port per listener port.
+- **Service**: the LoadBalancer Service with the gateway's ``service`` settings and a
+  port per listener port of the class's Gateways. Envoy Gateway makes it and the
+  Deployment in its own namespace, named as the gateway's objects are (``name``),
+  labelled with the class (``OWNING_CLASS_LABEL``).
 - **Drain** (upstream internal/cmd/envoy/shutdown_manager.go, run as the shutdown
   manager's preStop): Envoy keeps answering its readiness check, and so stays a serving
   endpoint, for ``healthCheckFailureDelay``; then it fails it and drains its listeners,
@@ -33,6 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from edge_operator import api, names
+from edge_operator.desired import gatewayclass
 from edge_operator.desired.deployment import (
     drain_seconds,
     node_selector,
@@ -57,10 +60,17 @@ def _seconds(value: int) -> str:
     return f"{value}s"
 
 
-def affinity(owner: Owner) -> dict[str, Any]:
+def pod_selector(owner: Owner, spec: api.EdgeGatewaySpec) -> dict[str, str]:
+    """The labels of the gateway's Envoy pods: Envoy Gateway's, naming the class. (The
+    operator adds none: Envoy Gateway v1.9.1 copies pod labels into the map it renders
+    its other objects' labels from, proxy/resource_provider.go getPodLabels.)"""
+    return {envoy_gateway.OWNING_CLASS_LABEL: gatewayclass.name(owner, spec)}
+
+
+def affinity(owner: Owner, spec: api.EdgeGatewaySpec) -> dict[str, Any]:
     """One pod of a revision per node; a new pod lands beside an old one, which the
     ReplicaSet controller then removes first (it deletes co-located pods first)."""
-    mine = {"matchLabels": {names.GATEWAY_LABEL: owner.name}}
+    mine = {"matchLabels": pod_selector(owner, spec)}
     return {
         "podAntiAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": [
@@ -90,10 +100,9 @@ def envoy_proxy(owner: Owner, spec: api.EdgeGatewaySpec, replicas: int) -> dict[
     controller = spec.controller
     pre_stop = pre_stop_seconds(spec.rollout)
     pod: dict[str, Any] = {
-        "labels": {names.GATEWAY_LABEL: owner.name},
         "nodeSelector": node_selector(owner, spec),
         "tolerations": tolerations(spec),
-        "affinity": affinity(owner),
+        "affinity": affinity(owner, spec),
     }
     if controller.pod_annotations:
         pod["annotations"] = dict(controller.pod_annotations)
@@ -119,6 +128,7 @@ def envoy_proxy(owner: Owner, spec: api.EdgeGatewaySpec, replicas: int) -> dict[
             "type": "Kubernetes",
             "kubernetes": {
                 "envoyDeployment": {
+                    "name": names.workload_name(owner.name),
                     "replicas": replicas,
                     "pod": pod,
                     "container": container,
