@@ -25,10 +25,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## virtualenv in .venv with the package (editable) and dev tools
 
-tools: ## etcd, kube-apiserver/controller-manager/scheduler, kubectl, kwok and the Gateway API CRDs, built or fetched once into ~/.cache/edge-operator
+tools: ## etcd, kube-apiserver/controller-manager/scheduler, kubectl, kwok, the Gateway API and Envoy Gateway CRDs, built or fetched once into ~/.cache/edge-operator
 	hack/build-k8s.sh >/dev/null
 	hack/build-actionlint.sh >/dev/null
 	python3 hack/gateway_api.py manifest >/dev/null
+	python3 hack/envoy_gateway.py manifest >/dev/null
 
 lab-tools: tools ## what the lab runs (as root): Debian packages, kubelet, kube-proxy, Traefik, echo, the Gateway API conformance suite; skipped where the lab cannot run
 	$(PYTHON) hack/lab build --if-possible

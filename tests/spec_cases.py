@@ -74,6 +74,20 @@ VALID: list[Case] = [
     Case("selector-with-count", merged({"nodes": {"count": 1}})),
     Case("ingress-nginx", merged({"ingressNGINX": {"enabled": True}})),
     Case(
+        "envoy-gateway",
+        merged(
+            {
+                "controller": {
+                    "provider": "envoy-gateway",
+                    "image": "registry.example/envoy:v1.39.3",
+                    "extraArgs": ["--concurrency", "2"],
+                },
+                "gatewayAPI": {"enabled": True, "gatewayClassName": "public"},
+                "clientIP": {"mode": "XForwardedFor", "trustedCIDRs": ["192.0.2.0/24"]},
+            }
+        ),
+    ),
+    Case(
         "ingress-nginx-named-class",
         merged({"ingressNGINX": {"enabled": True, "ingressClassName": "nginx-public"}}),
         name="nginx",
@@ -255,7 +269,7 @@ INVALID: list[Case] = [
     invalid(
         "bad-provider",
         {"controller": {"provider": "haproxy"}},
-        model="'traefik' or 'ingress-nginx'",
+        model="'traefik', 'envoy-gateway' or 'ingress-nginx'",
         server='Unsupported value: "haproxy"',
         field="spec.controller.provider",
     ),
@@ -345,6 +359,40 @@ INVALID: list[Case] = [
         "listener-port-is-a-service-port",
         {"gatewayAPI": {"enabled": True, "listenerPorts": [8080, 80]}},
         api.LISTENER_PORTS_FREE.message,
+        field="spec",
+    ),
+    invalid(
+        "envoy-gateway-serves-gateway-api-only",
+        {"controller": {"provider": "envoy-gateway"}},
+        api.ENVOY_GATEWAY_SERVES_GATEWAY_API.message,
+        field="spec",
+    ),
+    invalid(
+        "envoy-gateway-serves-no-ingress-class",
+        {
+            "controller": {"provider": "envoy-gateway", "ingressClass": {"default": True}},
+            "gatewayAPI": {"enabled": True},
+        },
+        api.ENVOY_GATEWAY_NO_INGRESS_CLASS.message,
+        field="spec",
+    ),
+    invalid(
+        "envoy-gateway-has-no-listener-ports",
+        {
+            "controller": {"provider": "envoy-gateway"},
+            "gatewayAPI": {"enabled": True, "listenerPorts": [8080]},
+        },
+        api.ENVOY_GATEWAY_NO_LISTENER_PORTS.message,
+        field="spec",
+    ),
+    invalid(
+        "envoy-gateway-without-mesh",
+        {
+            "controller": {"provider": "envoy-gateway"},
+            "gatewayAPI": {"enabled": True},
+            "mesh": {"provider": "Istio"},
+        },
+        api.ENVOY_GATEWAY_NO_MESH.message,
         field="spec",
     ),
     invalid(

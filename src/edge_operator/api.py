@@ -156,10 +156,38 @@ LISTENER_PORTS_FREE = CelRule(
     "gatewayAPI.listenerPorts must not repeat service.ports.http or service.ports.https:"
     " those are listener ports already",
 )
+ENVOY_GATEWAY_SERVES_GATEWAY_API = CelRule(
+    "self.controller.provider != 'envoy-gateway' || self.gatewayAPI.enabled",
+    "controller.provider envoy-gateway serves Gateway API only: set gatewayAPI.enabled true"
+    " (Envoy Gateway serves the Gateways of the gateway's GatewayClass and no Ingress)",
+)
+ENVOY_GATEWAY_NO_INGRESS_CLASS = CelRule(
+    "self.controller.provider != 'envoy-gateway' || (self.controller.ingressClass.name == ''"
+    " && !self.controller.ingressClass.default)",
+    "controller.ingressClass must stay unset with controller.provider envoy-gateway: Envoy"
+    " Gateway serves no Ingress",
+)
+ENVOY_GATEWAY_NO_LISTENER_PORTS = CelRule(
+    "self.controller.provider != 'envoy-gateway' || !has(self.gatewayAPI.listenerPorts) ||"
+    " size(self.gatewayAPI.listenerPorts) == 0",
+    "gatewayAPI.listenerPorts is for controller.provider traefik: Envoy Gateway gives the"
+    " Service a port for every listener port of the class's Gateways",
+)
+ENVOY_GATEWAY_NO_MESH = CelRule(
+    "self.controller.provider != 'envoy-gateway' || self.mesh.provider == 'None'",
+    "mesh.provider must be None with controller.provider envoy-gateway (not supported yet)",
+)
+#: Every rule that says what controller.provider envoy-gateway cannot do.
+ENVOY_GATEWAY_RULES = (
+    ENVOY_GATEWAY_SERVES_GATEWAY_API,
+    ENVOY_GATEWAY_NO_INGRESS_CLASS,
+    ENVOY_GATEWAY_NO_LISTENER_PORTS,
+    ENVOY_GATEWAY_NO_MESH,
+)
 GATEWAY_API_PROVIDER = CelRule(
     "!self.gatewayAPI.enabled || self.controller.provider != 'ingress-nginx'",
-    "gatewayAPI.enabled needs controller.provider traefik: ingress-nginx serves no Gateway"
-    " API objects",
+    "gatewayAPI.enabled needs controller.provider traefik or envoy-gateway: ingress-nginx"
+    " serves no Gateway API objects",
 )
 
 
@@ -404,10 +432,19 @@ class ResourceRequirements(Model):
 class Controller(Model):
     """The ingress controller workload that runs on the edge nodes."""
 
-    provider: Literal["traefik", "ingress-nginx"] = Field(
+    provider: Literal["traefik", "envoy-gateway", "ingress-nginx"] = Field(
         default="traefik",
         description=(
-            "Ingress controller implementation. ingress-nginx is deprecated: kept for"
+            "Ingress controller implementation. traefik: the operator runs Traefik on the"
+            " edge nodes (Ingress, and Gateway API with gatewayAPI.enabled)."
+            " envoy-gateway: the cluster's Envoy Gateway (v1.9 or later, installed by the"
+            " user with its Helm chart) runs Envoy on the edge nodes from the EnvoyProxy and"
+            " GatewayClass the operator writes; it serves Gateway API only, so"
+            " gatewayAPI.enabled must be true and controller.ingressClass, ingressNGINX,"
+            " gatewayAPI.listenerPorts and mesh stay unset; controller.image, resources,"
+            " podAnnotations and extraArgs are Envoy's, controller.namespace is where the"
+            " EnvoyProxy is (Envoy runs in Envoy Gateway's namespace). ingress-nginx is"
+            " deprecated: kept for"
             " existing installations, its upstream project was retired in March 2026 and"
             " gets no security fixes, so a gateway using it carries the warning condition"
             " ProviderDeprecated. The way off: provider traefik with ingressNGINX.enabled"
@@ -762,7 +799,10 @@ class EdgeGatewaySpec(Model):
 
     model_config = ConfigDict(
         json_schema_extra=validations(
-            GATEWAY_API_PROVIDER, LISTENER_PORTS_FREE, INGRESS_NGINX_PROVIDER
+            GATEWAY_API_PROVIDER,
+            LISTENER_PORTS_FREE,
+            INGRESS_NGINX_PROVIDER,
+            *ENVOY_GATEWAY_RULES,
         )
     )
 
@@ -803,7 +843,22 @@ class EdgeGatewaySpec(Model):
             raise ValueError(LISTENER_PORTS_FREE.message)
         if self.ingress_nginx.enabled and self.controller.provider != "traefik":
             raise ValueError(INGRESS_NGINX_PROVIDER.message)
+        if self.controller.provider == "envoy-gateway":
+            self._envoy_gateway_possible()
         return self
+
+    def _envoy_gateway_possible(self) -> None:
+        refused = {
+            ENVOY_GATEWAY_SERVES_GATEWAY_API: not self.gateway_api.enabled,
+            ENVOY_GATEWAY_NO_INGRESS_CLASS: bool(
+                self.controller.ingress_class.name or self.controller.ingress_class.default
+            ),
+            ENVOY_GATEWAY_NO_LISTENER_PORTS: bool(self.gateway_api.listener_ports),
+            ENVOY_GATEWAY_NO_MESH: self.mesh.provider != "None",
+        }
+        for rule, broken in refused.items():
+            if broken:
+                raise ValueError(rule.message)
 
 
 # --- status -------------------------------------------------------------------------------

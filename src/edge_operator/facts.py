@@ -382,6 +382,21 @@ class WorkloadFacts:
 
 
 @dataclass(frozen=True)
+class ProvisionedFacts:
+    """What the provider's own control plane made for the gateway (controller.provider
+    envoy-gateway: Envoy Gateway's Deployment and Service for the gateway's class)."""
+
+    #: Its CRDs (EnvoyProxy): "missing" means the control plane is not installed.
+    state: GatewayAPIState = "missing"
+    deployment: Mapping[str, Any] | None = None
+    service: Mapping[str, Any] | None = None
+
+    @property
+    def installed(self) -> bool:
+        return self.state == "installed"
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything one reconcile pass of one gateway reads."""
 
@@ -395,3 +410,5 @@ class Facts:
     lb_health: Mapping[str, HealthProbe] | None = None
     workload: WorkloadFacts = field(default_factory=WorkloadFacts)
     gateway_api: GatewayAPIFacts = field(default_factory=GatewayAPIFacts)
+    #: What Envoy Gateway made (None: the provider makes its workload itself).
+    provisioned: ProvisionedFacts | None = None

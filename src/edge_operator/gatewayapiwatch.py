@@ -1,4 +1,5 @@
-"""The Gateway API objects the operator follows, by watches of its own, not kopf's.
+"""The Gateway API and Envoy Gateway objects the operator follows, by watches of its
+own, not kopf's.
 
 Gateway API is optional on a cluster: its CRDs may be missing, come later or go, and an
 operator whose ClusterRole predates Gateway API support (an image upgraded before its
@@ -9,7 +10,12 @@ and tries again while the API answers "not found" or "forbidden", and says so on
 - GatewayClasses with a gateway's label: a change queues that gateway (drift, and its
   controller accepting the class);
 - Gateways: a change queues the gateways serving its class (status: Programmed,
-  listeners).
+  listeners);
+- EnvoyProxies with a gateway's label (controller.provider envoy-gateway): drift;
+- the Deployments, Services and pods Envoy Gateway made for a class (its label
+  gateway.envoyproxy.io/owning-gatewayclass): a change queues the gateways of that class
+  (their status reads them back). Standard kinds, but followed here too: kopf's watches
+  of them select the operator's own label.
 
 Each watch starts from the current state (its first events are every object there),
 so nothing that happened while it could not watch is missed.
@@ -23,10 +29,13 @@ from collections.abc import Callable
 from typing import Any
 
 from edge_operator import names
+from edge_operator.desired.providers import envoy_gateway
 from edge_operator.kube import ExpiredError, ForbiddenError, Kube, KubeError, NotFoundError, backoff
 
 log = logging.getLogger(__name__)
 
+#: What Envoy Gateway makes for a class that the operator reads back.
+PROVISIONED_KINDS = ("Deployment", "Service", "Pod")
 #: How long a watch waits before it tries again while its kind is not served or not
 #: permitted (the CRDs' own watch queues the gateways when they come).
 UNAVAILABLE_SECONDS = 30.0
@@ -98,10 +107,14 @@ class OptionalWatch:
 
 
 def watches(
-    kube: Kube, gateway_class_changed: Event, gateway_changed: Event
+    kube: Kube, owned_changed: Event, gateway_changed: Event, provisioned_changed: Event
 ) -> list[OptionalWatch]:
-    """The two watches, not started."""
+    """The watches, not started: Gateway API's, and Envoy Gateway's (the EnvoyProxies of
+    gateways, and what Envoy Gateway makes for a class: its Deployment, Service, pods)."""
+    made = envoy_gateway.OWNING_CLASS_LABEL
     return [
-        OptionalWatch(kube, "GatewayClass", gateway_class_changed, names.GATEWAY_LABEL),
+        OptionalWatch(kube, "GatewayClass", owned_changed, names.GATEWAY_LABEL),
         OptionalWatch(kube, "Gateway", gateway_changed),
+        OptionalWatch(kube, "EnvoyProxy", owned_changed, names.GATEWAY_LABEL),
+        *(OptionalWatch(kube, kind, provisioned_changed, made) for kind in PROVISIONED_KINDS),
     ]

@@ -20,11 +20,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from edge_operator import names
+from edge_operator import api, names
 from edge_operator.desired import changes, gatewayclass
 from edge_operator.desired import nodes as node_rules
 from edge_operator.desired import workload as workload_rules
 from edge_operator.desired.objects import Key, Owner
+from edge_operator.desired.providers import envoy_gateway
 from edge_operator.facts import (
     DaemonSetFacts,
     Facts,
@@ -35,6 +36,7 @@ from edge_operator.facts import (
     HealthProbe,
     NodeFacts,
     PodFacts,
+    ProvisionedFacts,
     WorkloadFacts,
 )
 from edge_operator.kube import ForbiddenError, Kube, NotFoundError
@@ -44,8 +46,16 @@ T = TypeVar("T")
 #: Kinds of CRDs a cluster may lack or the operator may not be let read: the optional
 #: owned kinds, and the users' Gateways a gateway's status counts.
 OPTIONAL_KINDS = workload_rules.OPTIONAL_KINDS | {"Gateway"}
+#: What Envoy Gateway makes for a class, read back for status (controller.provider
+#: envoy-gateway), in this order.
+PROVISIONED = ("Deployment", "Service")
 #: Reads of the passes made at once, every pass together.
 READERS = 32
+
+
+def made_by(owner: Owner, spec: api.EdgeGatewaySpec) -> str:
+    """The label selector of what Envoy Gateway makes for the gateway's class."""
+    return f"{envoy_gateway.OWNING_CLASS_LABEL}={gatewayclass.name(owner, spec)}"
 
 
 def utcnow() -> str:
@@ -117,10 +127,16 @@ class Gatherer:
         daemonsets = (
             self._read(self.kube.list_daemonsets) if node_rules.desired_taint(spec) else None
         )
-        pods = self._read(
-            self.kube.list_pods, spec.controller.namespace, f"{names.GATEWAY_LABEL}={gw.name}"
+        owner = Owner(gw.name, gw.uid)
+        provisioned = spec.controller.provider == envoy_gateway.NAME
+        # Envoy Gateway's pods carry its class label, in its namespace; ours our label.
+        where, selector = (
+            ("", made_by(owner, spec))
+            if provisioned
+            else (spec.controller.namespace, f"{names.GATEWAY_LABEL}={gw.name}")
         )
-        workload, gateway_api = self._workload(gw)
+        pods = self._read(self.kube.list_pods, where, selector)
+        workload, gateway_api, envoy = self._workload(gw)
         ours = workload_rules.controller_pods(
             (PodFacts.from_api(p) for p in pods.result()), names.workload_name(gw.name)
         )
@@ -136,7 +152,23 @@ class Gatherer:
             lb_health=self.lb_health(gw.name) if self.lb_health else None,
             workload=workload,
             gateway_api=self._gateway_api(gw, gateway_api),
+            provisioned=self._provisioned(owner, spec, envoy) if provisioned else None,
         )
+
+    def _provisioned(
+        self, owner: Owner, spec: api.EdgeGatewaySpec, state: GatewayAPIState
+    ) -> ProvisionedFacts:
+        """The Deployment and Service Envoy Gateway made for the gateway's class."""
+        if state != "installed":
+            return ProvisionedFacts(state)
+        selector = made_by(owner, spec)
+        listed = [self._read(self.kube.list_objects, kind, selector) for kind in PROVISIONED]
+        name = names.workload_name(owner.name)
+        deployment, service = (
+            next((o for o in found.result() if o["metadata"]["name"] == name), None)
+            for found in listed
+        )
+        return ProvisionedFacts(state, deployment=deployment, service=service)
 
     def _read(self, read: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         return self.readers.submit(read, *args)
@@ -177,8 +209,9 @@ class Gatherer:
                 raise
             return "missing" if isinstance(error, NotFoundError) else "forbidden"
 
-    def _workload(self, gw: GatewayFacts) -> tuple[WorkloadFacts, GatewayAPIState]:
-        """The gateway's objects, and whether Gateway API can be served."""
+    def _workload(self, gw: GatewayFacts) -> tuple[WorkloadFacts, GatewayAPIState, GatewayAPIState]:
+        """The gateway's objects, and whether Gateway API and Envoy Gateway's API can be
+        served."""
         assert gw.spec is not None
         owner = Owner(gw.name, gw.uid)
         ns = gw.spec.controller.namespace
@@ -189,7 +222,11 @@ class Gatherer:
         }
         classes = listed["GatewayClass"].result()
         gateway_api: GatewayAPIState = classes if isinstance(classes, str) else "installed"
-        keys, roles = changes.expected(owner, gw.spec, gateway_api == "installed")
+        proxies = listed["EnvoyProxy"].result()
+        envoy: GatewayAPIState = proxies if isinstance(proxies, str) else "installed"
+        keys, roles = changes.expected(
+            owner, gw.spec, gateway_api == "installed", envoy == "installed"
+        )
         role_exists = [self._read(self._exists, Key("ClusterRole", "", r)) for r in roles]
         owned: dict[Key, Mapping[str, Any]] = {}
         labelled: set[Key] = set()  # with the label, without the ownerReference
@@ -230,7 +267,7 @@ class Gatherer:
                 r for r, exists in zip(roles, role_exists, strict=True) if not exists.result()
             ),
         )
-        return workload, gateway_api
+        return workload, gateway_api, envoy
 
     def _lookup(self, key: Key) -> dict[str, Any] | None:
         try:

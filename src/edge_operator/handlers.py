@@ -34,9 +34,10 @@ from typing import Any
 import kopf
 
 from edge_operator import gatewayapiwatch, memory, metrics, names, nodeprobe, probes
-from edge_operator.desired import gatewayclass, ingressclass
+from edge_operator.desired import envoyproxy, gatewayclass, ingressclass
 from edge_operator.desired.nodes import candidates, holder
 from edge_operator.desired.objects import Key, Owner
+from edge_operator.desired.providers import envoy_gateway
 from edge_operator.desired.status import NODES_CONFIGURED
 from edge_operator.desired.workload import OPTIONAL_KINDS, OWNED_KINDS
 from edge_operator.facts import GatewayFacts, NodeFacts, is_true
@@ -92,6 +93,7 @@ class Runtime:
             kube,
             lambda type_, obj: self.loop.call_soon_threadsafe(self.owned_changed, type_, obj),
             lambda _type, obj: self.loop.call_soon_threadsafe(self.gateway_changed, obj),
+            lambda type_, obj: self.loop.call_soon_threadsafe(self.provisioned_changed, type_, obj),
         )
         self.prober = (
             nodeprobe.Prober(lambda: self.gateways, self.cache.snapshot, self.poke)
@@ -126,6 +128,19 @@ class Runtime:
         """A Gateway API Gateway: the gateways serving its class count it."""
         class_name = (obj.get("spec") or {}).get("gatewayClassName")
         self.poke(*gatewayclass.serving(self.gateways.values(), class_name))
+
+    def provisioned_changed(self, type_: str, obj: Mapping[str, Any]) -> None:
+        """What Envoy Gateway made for a class: the gateways of that class read it back
+        (and the prober learns their Service's healthCheckNodePort)."""
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        served = envoyproxy.serving(
+            self.gateways.values(), labels.get(envoy_gateway.OWNING_CLASS_LABEL, "")
+        )
+        if self.prober and obj.get("kind") == "Service" and type_ != "DELETED":
+            for name in served:
+                if obj["metadata"]["name"] == names.workload_name(name):
+                    self.prober.service_seen(name, obj)
+        self.poke(*served)
 
     def seed(self) -> int:
         """Read every node and gateway once, before the watches start."""
@@ -374,6 +389,26 @@ async def gateway_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
 async def gateway_api_crd_event(memo: kopf.Memo, **_: Any) -> None:
     rt = runtime(memo)
     rt.poke(*gatewayclass.serving(rt.gateways.values()))
+
+
+# Envoy Gateway installed after the gateway (or removed): its gateways write their
+# EnvoyProxy and GatewayClass then.
+@kopf.on.event(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    field="spec.group",
+    value=names.ENVOY_GATEWAY_GROUP,
+)
+async def envoy_gateway_crd_event(memo: kopf.Memo, **_: Any) -> None:
+    rt = runtime(memo)
+    rt.poke(
+        *(
+            gw.name
+            for gw in rt.gateways.values()
+            if gw.spec is not None and gw.spec.controller.provider == envoy_gateway.NAME
+        )
+    )
 
 
 @kopf.on.delete(**GATEWAYS)

@@ -98,6 +98,7 @@ KINDS: Mapping[str, Kind] = {
     "Lease": Kind("coordination.k8s.io/v1", "leases", namespaced=True),
     "GatewayClass": Kind(names.GATEWAY_API_VERSION, "gatewayclasses", namespaced=False),
     "Gateway": Kind(names.GATEWAY_API_VERSION, "gateways", namespaced=True),
+    "EnvoyProxy": Kind(names.ENVOY_GATEWAY_API_VERSION, "envoyproxies", namespaced=True),
 }
 
 _HTTP_VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}

@@ -101,6 +101,9 @@ def cluster_binding_name(gateway: str) -> str:
 
 GATEWAY_API_GROUP: Final = "gateway.networking.k8s.io"
 GATEWAY_API_VERSION: Final = f"{GATEWAY_API_GROUP}/v1"
+#: Envoy Gateway's API (controller.provider envoy-gateway).
+ENVOY_GATEWAY_GROUP: Final = "gateway.envoyproxy.io"
+ENVOY_GATEWAY_API_VERSION: Final = f"{ENVOY_GATEWAY_GROUP}/v1alpha1"
 
 
 def listener_port_name(port: int) -> str:

@@ -17,6 +17,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 import chart
+import envoy_gateway
 import gateway_api
 import localcluster
 from edge_operator import names
@@ -111,6 +112,25 @@ class Cluster:
     def install_gateway_api(self) -> None:
         """The Gateway API CRDs (standard channel, hack/gateway_api.py), Established."""
         gateway_api.install(self.kubeconfig)
+
+    def install_envoy_gateway_crds(self) -> None:
+        """Envoy Gateway's CRDs (hack/envoy_gateway.py), Established: what the operator
+        takes for Envoy Gateway being installed (its control plane never runs here)."""
+        envoy_gateway.install(self.kubeconfig)
+
+    def remove_envoy_gateway_crds(self) -> None:
+        for name in envoy_gateway.crd_names():
+            try:
+                self.apiext.delete_custom_resource_definition(name)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+        def gone() -> bool:
+            present = {c.metadata.name for c in self.apiext.list_custom_resource_definition().items}
+            return not present.intersection(envoy_gateway.crd_names())
+
+        wait_for(gone, "Envoy Gateway's CRDs deleted", timeout=60)
 
     def remove_gateway_api(self) -> None:
         """Delete the Gateway API CRDs (and with them every Gateway API object)."""

@@ -3,12 +3,27 @@ drain timing, as pure functions of the spec."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from edge_operator import api, names
-from edge_operator.desired import envoyproxy, gatewayclass
-from edge_operator.desired.objects import Owner
+from edge_operator.desired import changes, envoyproxy, gatewayclass
+from edge_operator.desired import nodes as node_rules
+from edge_operator.desired import status as status_rules
+from edge_operator.desired import workload as workload_rules
+from edge_operator.desired.objects import Key, Owner
 from edge_operator.desired.providers import envoy_gateway
+from edge_operator.facts import (
+    Facts,
+    GatewayAPIFacts,
+    GatewayAPIGateway,
+    GatewayFacts,
+    PodFacts,
+    ProvisionedFacts,
+)
+from tests.unit.test_nodes import facts, gateway, node, worker
 
 OWNER = Owner("edge", "uid-1")
 
@@ -136,3 +151,121 @@ def test_the_gateway_class_refers_to_it() -> None:
     assert made["spec"]["parametersRef"] == ref
     plain = gatewayclass.gateway_class(OWNER, spec, "traefik.io/gateway-controller")
     assert "parametersRef" not in plain["spec"]
+
+
+# --- the gateway with controller.provider envoy-gateway ---------------------------------
+
+EG_SPEC: dict[str, Any] = {
+    "controller": {"provider": "envoy-gateway"},
+    "gatewayAPI": {"enabled": True},
+}
+CLASS_LABEL = envoy_gateway.OWNING_CLASS_LABEL
+
+
+def eg_gateway() -> GatewayFacts:
+    return gateway("edge", **EG_SPEC)
+
+
+def eg_facts(provisioned: ProvisionedFacts, gateways: int = 1, **kw: Any) -> Facts:
+    found = tuple(GatewayAPIGateway("apps", f"web-{i}", programmed=True) for i in range(gateways))
+    return facts(
+        eg_gateway(),
+        [node("n1"), node("n2"), worker("w1")],
+        gateway_api=GatewayAPIFacts("installed", found),
+        provisioned=provisioned,
+        **kw,
+    )
+
+
+def test_the_operator_writes_only_what_envoy_gateway_reads() -> None:
+    spec = eg_gateway().spec
+    assert spec is not None
+    inputs = workload_rules.Inputs(
+        OWNER, spec, ready_edge_nodes=2, gateway_api_installed=True, envoy_gateway_installed=True
+    )
+    proxy, cls = workload_rules.build(inputs)
+    assert (proxy["kind"], cls["kind"]) == ("EnvoyProxy", "GatewayClass")
+    assert cls["spec"]["parametersRef"]["name"] == proxy["metadata"]["name"]
+    assert kubernetes(proxy)["envoyDeployment"]["replicas"] == 2
+    # No pods, Service, IngressClass or RBAC of the operator's own.
+    for missing in (
+        replace(inputs, envoy_gateway_installed=False),
+        replace(inputs, gateway_api_installed=False),
+    ):
+        assert workload_rules.build(missing) == []
+
+
+def test_status_reads_back_what_envoy_gateway_made() -> None:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "edge", "namespace": "envoy-gateway-system", "generation": 1},
+        "spec": {"replicas": 2},
+        "status": {
+            "observedGeneration": 1,
+            "updatedReplicas": 2,
+            "readyReplicas": 2,
+            "availableReplicas": 2,
+            "conditions": [{"type": "Available", "status": "True"}],
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "edge", "namespace": "envoy-gateway-system"},
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.7"}]}},
+    }
+    pods = tuple(
+        PodFacts(
+            f"edge-abc-{n}", n, ready=True, namespace="envoy-gateway-system", replica_set="edge-abc"
+        )
+        for n in ("n1", "n2")
+    )
+    made = eg_facts(ProvisionedFacts("installed", deployment, service), controller_pods=pods)
+    decision = node_rules.decide(made)
+    planned = changes.plan(made, decision)
+    assert planned.deployment == Key("Deployment", "envoy-gateway-system", "edge")
+    assert planned.service == Key("Service", "envoy-gateway-system", "edge")
+    assert {k.kind for k in planned.desired} == {"EnvoyProxy", "GatewayClass"}
+    workload = changes.workload(made, planned, applied=False)
+    status = status_rules.gateway_status(made, decision, False, workload)
+    by_type = {c["type"]: c for c in status["conditions"]}
+    assert by_type["ControllerAvailable"]["status"] == "True", by_type["ControllerAvailable"]
+    assert by_type["LoadBalancerReady"]["status"] == "True"
+    assert status["addresses"] == [{"type": "IPAddress", "value": "192.0.2.7"}]
+    assert (status["replicas"], status["readyReplicas"]) == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("provisioned", "gateways", "reason"),
+    [
+        (ProvisionedFacts("missing"), 1, "EnvoyGatewayMissing"),
+        (ProvisionedFacts("forbidden"), 1, "EnvoyGatewayForbidden"),
+        (ProvisionedFacts("installed"), 0, "NoGateways"),
+        (ProvisionedFacts("installed"), 1, "EnvoyFleetPending"),
+    ],
+)
+def test_why_there_is_no_envoy_fleet(
+    provisioned: ProvisionedFacts, gateways: int, reason: str
+) -> None:
+    made = eg_facts(provisioned, gateways)
+    decision = node_rules.decide(made)
+    workload = changes.workload(made, changes.plan(made, decision), applied=False)
+    status = status_rules.gateway_status(made, decision, False, workload)
+    by_type = {c["type"]: c for c in status["conditions"]}
+    assert (by_type["ControllerAvailable"]["status"], by_type["ControllerAvailable"]["reason"]) == (
+        "False",
+        reason,
+    )
+    degraded = reason in {"EnvoyGatewayMissing", "EnvoyGatewayForbidden"}
+    assert status["phase"] == ("Degraded" if degraded else "Provisioning")
+
+
+def test_objects_envoy_gateway_made_for_a_class_concern_its_gateways() -> None:
+    others = [
+        gateway("t1"),
+        gateway("e2", **{**EG_SPEC, "gatewayAPI": {"enabled": True, "gatewayClassName": "public"}}),
+    ]
+    assert envoyproxy.serving([eg_gateway(), *others], "edge") == ["edge"]
+    assert envoyproxy.serving([eg_gateway(), *others], "public") == ["e2"]
+    assert envoyproxy.serving([eg_gateway(), *others], "t1") == []  # Traefik's class

@@ -81,14 +81,21 @@ def owner(facts: Facts) -> Owner:
 
 
 def expected(
-    owner: Owner, spec: api.EdgeGatewaySpec, gateway_api_installed: bool
+    owner: Owner,
+    spec: api.EdgeGatewaySpec,
+    gateway_api_installed: bool,
+    envoy_gateway_installed: bool = False,
 ) -> tuple[list[Key], list[str]]:
     """The keys of the objects the gateway's workload is made of, and the provider
     ClusterRoles its bindings point at: what the gather step checks by name. Neither
     depends on the replica count, so any count serves."""
     objects = workload_rules.build(
         workload_rules.Inputs(
-            owner, spec, ready_edge_nodes=0, gateway_api_installed=gateway_api_installed
+            owner,
+            spec,
+            ready_edge_nodes=0,
+            gateway_api_installed=gateway_api_installed,
+            envoy_gateway_installed=envoy_gateway_installed,
         )
     )
     roles = sorted({obj["roleRef"]["name"] for obj in objects if "roleRef" in obj})
@@ -109,6 +116,7 @@ def plan(facts: Facts, decision: NodeDecision) -> WorkloadPlan:
         ready_edge_nodes=ready,
         autoscaled_replicas=facts.workload.autoscaled_replicas,
         gateway_api_installed=facts.gateway_api.installed,
+        envoy_gateway_installed=facts.provisioned is not None and facts.provisioned.installed,
     )
     desired: dict[Key, Mapping[str, Any]] = {
         Key.of(obj): obj for obj in workload_rules.build(inputs)
@@ -135,11 +143,20 @@ def plan(facts: Facts, decision: NodeDecision) -> WorkloadPlan:
         conflicts=tuple(
             key for key, change in changes if change == "Create" and key in facts.workload.foreign
         ),
-        deployment=Key("Deployment", ns, name),
-        service=Key("Service", ns, name),
+        deployment=_provisioned_key(facts, "deployment") or Key("Deployment", ns, name),
+        service=_provisioned_key(facts, "service") or Key("Service", ns, name),
         ingress_class=ingressclass.name(who, spec),
         gateway_class=gatewayclass.name(who, spec) if spec.gateway_api.enabled else "",
     )
+
+
+def _provisioned_key(facts: Facts, which: str) -> Key | None:
+    """The key of the Deployment or Service the provider's control plane made (Envoy
+    Gateway: in its namespace); None where the operator makes them itself."""
+    if facts.provisioned is None:
+        return None
+    found = getattr(facts.provisioned, which)
+    return Key.of(found) if found is not None else Key(which.title(), "", "")
 
 
 def workload(
@@ -153,8 +170,14 @@ def workload(
     """The workload as the pass leaves it: with ``applied``, ``objects`` is what the API
     returned for the changes made; otherwise the changes are pending (paused, refused)."""
     conflicts = tuple((key, "ObjectConflict", CONFLICT_MESSAGE) for key in planned.conflicts)
+    seen = dict(facts.workload.owned if objects is None else objects)
+    if facts.provisioned is not None:
+        # What the provider's control plane made, read for status alone.
+        for made in (facts.provisioned.deployment, facts.provisioned.service):
+            if made is not None:
+                seen[Key.of(made)] = made
     return status_rules.Workload(
-        objects=facts.workload.owned if objects is None else objects,
+        objects=seen,
         deployment=planned.deployment,
         service=planned.service,
         ingress_class=planned.ingress_class,

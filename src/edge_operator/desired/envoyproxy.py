@@ -32,6 +32,7 @@ GatewayClass's parametersRef.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from edge_operator import api, names
@@ -44,6 +45,7 @@ from edge_operator.desired.deployment import (
 )
 from edge_operator.desired.objects import Owner, metadata
 from edge_operator.desired.providers import envoy_gateway
+from edge_operator.facts import GatewayFacts
 
 KIND = "EnvoyProxy"
 #: service.ipFamilyPolicy -> EnvoyProxy spec.ipFamily (SingleStack: upstream's default).
@@ -171,3 +173,15 @@ def parameters_ref(owner: Owner, spec: api.EdgeGatewaySpec) -> dict[str, str]:
         "name": name(owner),
         "namespace": spec.controller.namespace,
     }
+
+
+def serving(gateways: Iterable[GatewayFacts], class_name: str) -> list[str]:
+    """The envoy-gateway gateways whose class is ``class_name``: those an object Envoy
+    Gateway made for that class (Deployment, Service, pod) concerns."""
+    return sorted(
+        gw.name
+        for gw in gateways
+        if gw.spec is not None
+        and gw.spec.controller.provider == envoy_gateway.NAME
+        and gatewayclass.name(Owner(gw.name, gw.uid), gw.spec) == class_name
+    )

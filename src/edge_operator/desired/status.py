@@ -9,6 +9,7 @@ from typing import Any
 from edge_operator import api, names
 from edge_operator.desired.nodes import NodeDecision, desired_taint
 from edge_operator.desired.objects import Action, Key
+from edge_operator.desired.providers import envoy_gateway
 from edge_operator.desired.service import addresses
 from edge_operator.facts import Facts, HealthProbe, is_true
 
@@ -55,6 +56,8 @@ DEGRADED_REASONS = frozenset(
         "NodeRecordCorrupt",
         "GatewayAPICRDsMissing",
         "GatewayAPIForbidden",
+        "EnvoyGatewayMissing",
+        "EnvoyGatewayForbidden",
     }
 )
 
@@ -184,9 +187,48 @@ def _failure(workload: Workload, service: bool) -> Cond | None:
     return None
 
 
+def provisioner_condition(facts: Facts, workload: Workload) -> Cond | None:
+    """Why the provider's control plane (Envoy Gateway) has not made the controller
+    Deployment (None: it has, or the operator makes it itself)."""
+    made = facts.provisioned
+    if made is None or (made.installed and made.deployment is not None):
+        return None
+    if made.state == "missing":
+        return Cond(
+            CONTROLLER_AVAILABLE,
+            "False",
+            "EnvoyGatewayMissing",
+            f"Envoy Gateway is not installed (no {envoy_gateway.ENVOY_PROXY_CRD} CRD): install"
+            f" it with its Helm chart ({envoy_gateway.VERSION} or later); the operator writes"
+            " the EnvoyProxy and the GatewayClass once it is there, no restart needed",
+        )
+    if made.state == "forbidden":
+        return Cond(
+            CONTROLLER_AVAILABLE,
+            "False",
+            "EnvoyGatewayForbidden",
+            "the operator's ClusterRole does not let it read Envoy Gateway's EnvoyProxies"
+            " (a chart older than the operator): upgrade the chart",
+        )
+    if not facts.gateway_api.gateways:
+        return Cond(
+            CONTROLLER_AVAILABLE,
+            "False",
+            "NoGateways",
+            "Envoy Gateway starts the Envoy fleet once a Gateway of class"
+            f" {workload.gateway_class} exists; there is none yet",
+        )
+    return Cond(
+        CONTROLLER_AVAILABLE,
+        "False",
+        "EnvoyFleetPending",
+        f"waiting for Envoy Gateway to make the Envoy Deployment of class {workload.gateway_class}",
+    )
+
+
 def controller_condition(facts: Facts, decision: NodeDecision, workload: Workload) -> Cond:
     """Whether every edge node that should run a controller pod has a ready one."""
-    failed = _failure(workload, service=False)
+    failed = _failure(workload, service=False) or provisioner_condition(facts, workload)
     if failed:
         return failed
     if workload.missing_roles:

@@ -20,12 +20,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_operator import api, names
-from edge_operator.desired import configmap, gatewayclass, ingressclass, pdb, rbac
+from edge_operator.desired import configmap, envoyproxy, gatewayclass, ingressclass, pdb, rbac
 from edge_operator.desired import deployment as deployment_rules
 from edge_operator.desired import readiness as readiness_rules
 from edge_operator.desired import service as service_rules
 from edge_operator.desired.objects import Owner, stamped
-from edge_operator.desired.providers import Context, Provider, Rendered, ingress_nginx, traefik
+from edge_operator.desired.providers import (
+    Context,
+    Provider,
+    Rendered,
+    envoy_gateway,
+    ingress_nginx,
+    traefik,
+)
 from edge_operator.facts import PodFacts
 
 PROVIDERS: Mapping[str, Provider] = {traefik.NAME: traefik, ingress_nginx.NAME: ingress_nginx}
@@ -41,9 +48,10 @@ OWNED_KINDS = (
     "Service",
     "Ingress",
     "GatewayClass",
+    "EnvoyProxy",
 )
 #: Kinds listed only where their CRDs are installed (a 404 otherwise means "none").
-OPTIONAL_KINDS = frozenset({"GatewayClass"})
+OPTIONAL_KINDS = frozenset({"GatewayClass", "EnvoyProxy"})
 #: Kinds deleted and created again when an immutable field of theirs must change
 #: (each object's module says why). Never a Service (its load balancer and address
 #: would go) nor a Deployment (its pods).
@@ -60,6 +68,8 @@ class Inputs:
     autoscaled_replicas: int | None = None
     #: The Gateway API CRDs are installed (GatewayClass is served).
     gateway_api_installed: bool = False
+    #: Envoy Gateway's CRDs are installed (EnvoyProxy is served).
+    envoy_gateway_installed: bool = False
 
 
 def serves_gateway_api(inputs: Inputs) -> bool:
@@ -121,8 +131,28 @@ def render(inputs: Inputs) -> Rendered:
     )
 
 
+def provisioned(inputs: Inputs) -> list[dict[str, Any]]:
+    """controller.provider envoy-gateway: what Envoy Gateway makes the Envoy fleet from,
+    the EnvoyProxy and the GatewayClass naming it (both once its CRDs and Gateway API's
+    are there)."""
+    if not (inputs.envoy_gateway_installed and serves_gateway_api(inputs)):
+        return []
+    owner, spec = inputs.owner, inputs.spec
+    return [
+        envoyproxy.envoy_proxy(owner, spec, replicas(inputs)),
+        gatewayclass.gateway_class(
+            owner,
+            spec,
+            envoy_gateway.GATEWAY_CONTROLLER,
+            envoyproxy.parameters_ref(owner, spec),
+        ),
+    ]
+
+
 def build(inputs: Inputs) -> list[dict[str, Any]]:
     """The owned objects, stamped with their applied hash, in apply order."""
+    if inputs.spec.controller.provider == envoy_gateway.NAME:
+        return [stamped(obj) for obj in provisioned(inputs)]
     owner, spec = inputs.owner, inputs.spec
     provider = spec.controller.provider
     ns = spec.controller.namespace

@@ -10,14 +10,16 @@ from upstream at the pinned version are cited where they decide a value.
 
 from __future__ import annotations
 
+from edge_operator import names
+
 NAME = "envoy-gateway"
 #: The Envoy Gateway release whose API the operator writes (api/v1alpha1).
 VERSION = "v1.9.1"
 #: GatewayClass spec.controllerName Envoy Gateway serves (its default
 #: EnvoyGateway.spec.gateway.controllerName, api/v1alpha1/envoygateway_helpers.go).
 GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
-GROUP = "gateway.envoyproxy.io"
-API_VERSION = f"{GROUP}/v1alpha1"
+GROUP = names.ENVOY_GATEWAY_GROUP
+API_VERSION = names.ENVOY_GATEWAY_API_VERSION
 #: The CRD whose presence says Envoy Gateway is installed.
 ENVOY_PROXY_CRD = f"envoyproxies.{GROUP}"
 #: The proxy image: upstream's default is digest-pinned to distroless-v1.39.1
