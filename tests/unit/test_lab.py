@@ -70,6 +70,54 @@ def test_oci_archive_is_a_valid_single_layer_image(tmp_path: Path) -> None:
         assert tar.getmember("tmp").isdir()
 
 
+def _layer_of(path: Path, tmp_path: Path) -> tarfile.TarFile:
+    with tarfile.open(path) as tar:
+        blobs = {
+            m.name.removeprefix("blobs/sha256/"): tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.name.startswith("blobs/")
+        }
+        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+    manifest = json.loads(blobs[index["manifests"][0]["digest"].removeprefix("sha256:")])
+    layer_tar = tmp_path / "layer.tar"
+    layer_tar.write_bytes(blobs[manifest["layers"][0]["digest"].removeprefix("sha256:")])
+    return tarfile.open(layer_tar)
+
+
+def test_an_image_carries_the_files_its_binary_needs_at_their_paths(tmp_path: Path) -> None:
+    binary = tmp_path / "envoy"
+    binary.write_bytes(b"\x7fELF dynamic")
+    libc = tmp_path / "libc.so.6"
+    libc.write_bytes(b"libc")
+    loader = tmp_path / "ld-linux-x86-64.so.2"
+    loader.write_bytes(b"loader")
+    link = tmp_path / "ld-link"
+    link.symlink_to(loader)
+    files = (("/lib/x86_64-linux-gnu/libc.so.6", libc), ("/lib64/ld-linux-x86-64.so.2", link))
+    image = images.Image(
+        "docker.io/envoyproxy/envoy:v9", binary, ("/usr/local/bin/envoy",), files=files
+    )
+    path = images.archive(image, tmp_path / "cache")
+    assert images.archive(image, tmp_path / "cache") == path  # cached, deterministic
+    with _layer_of(path, tmp_path) as tar:
+        assert tar.extractfile("usr/local/bin/envoy").read() == b"\x7fELF dynamic"  # type: ignore[union-attr]
+        assert tar.extractfile("lib/x86_64-linux-gnu/libc.so.6").read() == b"libc"  # type: ignore[union-attr]
+        loaded = tar.getmember("lib64/ld-linux-x86-64.so.2")
+        assert loaded.isfile()  # the symlink resolved: a regular file
+        assert tar.extractfile(loaded).read() == b"loader"  # type: ignore[union-attr]
+        for directory in (
+            "usr",
+            "usr/local",
+            "usr/local/bin",
+            "lib",
+            "lib/x86_64-linux-gnu",
+            "lib64",
+        ):
+            assert tar.getmember(directory).isdir()
+    libc.write_bytes(b"libc, another build")
+    assert images.archive(image, tmp_path / "cache") != path  # keyed by every file
+
+
 def test_topology_spreads_edges_and_workers_over_zones() -> None:
     topology = lab.Topology.make(edges=2, workers=2, zones=2, clients=2)
     assert [(n.name, n.pool, n.zone, n.ip, n.pod_cidr) for n in topology.nodes] == [
