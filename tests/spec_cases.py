@@ -83,7 +83,7 @@ VALID: list[Case] = [
                     "extraArgs": ["--concurrency", "2"],
                 },
                 "gatewayAPI": {"enabled": True, "gatewayClassName": "public"},
-                "clientIP": {"mode": "XForwardedFor", "trustedCIDRs": ["192.0.2.0/24"]},
+                "clientIP": {"removeHeaders": ["X-Client-IP"]},
             }
         ),
     ),
@@ -383,6 +383,16 @@ INVALID: list[Case] = [
             "gatewayAPI": {"enabled": True, "listenerPorts": [8080]},
         },
         api.ENVOY_GATEWAY_NO_LISTENER_PORTS.message,
+        field="spec",
+    ),
+    invalid(
+        "envoy-gateway-direct-only",
+        {
+            "controller": {"provider": "envoy-gateway"},
+            "gatewayAPI": {"enabled": True},
+            "clientIP": {"mode": "XForwardedFor", "trustedCIDRs": ["192.0.2.0/24"]},
+        },
+        api.ENVOY_GATEWAY_DIRECT.message,
         field="spec",
     ),
     invalid(

@@ -173,6 +173,12 @@ ENVOY_GATEWAY_NO_LISTENER_PORTS = CelRule(
     "gatewayAPI.listenerPorts is for controller.provider traefik: Envoy Gateway gives the"
     " Service a port for every listener port of the class's Gateways",
 )
+ENVOY_GATEWAY_DIRECT = CelRule(
+    "self.controller.provider != 'envoy-gateway' || self.clientIP.mode == 'Direct'",
+    "clientIP.mode must be Direct with controller.provider envoy-gateway (XForwardedFor and"
+    " ProxyProtocol are not supported there yet: Envoy keeps a forged X-Forwarded-For from an"
+    " untrusted peer beside a trusted one's, and believes a PROXY header from any peer)",
+)
 ENVOY_GATEWAY_NO_MESH = CelRule(
     "self.controller.provider != 'envoy-gateway' || self.mesh.provider == 'None'",
     "mesh.provider must be None with controller.provider envoy-gateway (not supported yet)",
@@ -182,6 +188,7 @@ ENVOY_GATEWAY_RULES = (
     ENVOY_GATEWAY_SERVES_GATEWAY_API,
     ENVOY_GATEWAY_NO_INGRESS_CLASS,
     ENVOY_GATEWAY_NO_LISTENER_PORTS,
+    ENVOY_GATEWAY_DIRECT,
     ENVOY_GATEWAY_NO_MESH,
 )
 GATEWAY_API_PROVIDER = CelRule(
@@ -440,8 +447,9 @@ class Controller(Model):
             " envoy-gateway: the cluster's Envoy Gateway (v1.9 or later, installed by the"
             " user with its Helm chart) runs Envoy on the edge nodes from the EnvoyProxy and"
             " GatewayClass the operator writes; it serves Gateway API only, so"
-            " gatewayAPI.enabled must be true and controller.ingressClass, ingressNGINX,"
-            " gatewayAPI.listenerPorts and mesh stay unset; controller.image, resources,"
+            " gatewayAPI.enabled must be true, clientIP.mode Direct (for now), and"
+            " controller.ingressClass, ingressNGINX, gatewayAPI.listenerPorts and mesh stay"
+            " unset; controller.image, resources,"
             " podAnnotations and extraArgs are Envoy's, controller.namespace is where the"
             " EnvoyProxy is (Envoy runs in Envoy Gateway's namespace). ingress-nginx is"
             " deprecated: kept for"
@@ -854,6 +862,7 @@ class EdgeGatewaySpec(Model):
                 self.controller.ingress_class.name or self.controller.ingress_class.default
             ),
             ENVOY_GATEWAY_NO_LISTENER_PORTS: bool(self.gateway_api.listener_ports),
+            ENVOY_GATEWAY_DIRECT: self.client_ip.mode != "Direct",
             ENVOY_GATEWAY_NO_MESH: self.mesh.provider != "None",
         }
         for rule, broken in refused.items():

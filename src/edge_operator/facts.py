@@ -358,6 +358,11 @@ class GatewayAPIFacts:
         return self.state == "installed"
 
     @property
+    def names(self) -> tuple[tuple[str, str], ...]:
+        """The class's Gateways as (namespace, name)."""
+        return tuple((g.namespace, g.name) for g in self.gateways)
+
+    @property
     def programmed(self) -> int:
         """The Gateways of the class whose Programmed condition is True."""
         return sum(1 for g in self.gateways if g.programmed)

@@ -11,7 +11,8 @@ and tries again while the API answers "not found" or "forbidden", and says so on
   controller accepting the class);
 - Gateways: a change queues the gateways serving its class (status: Programmed,
   listeners);
-- EnvoyProxies with a gateway's label (controller.provider envoy-gateway): drift;
+- EnvoyProxies and ClientTrafficPolicies with a gateway's label (controller.provider
+  envoy-gateway): drift;
 - the Deployments, Services and pods Envoy Gateway made for a class (its label
   gateway.envoyproxy.io/owning-gatewayclass): a change queues the gateways of that class
   (their status reads them back). Standard kinds, but followed here too: kopf's watches
@@ -116,5 +117,6 @@ def watches(
         OptionalWatch(kube, "GatewayClass", owned_changed, names.GATEWAY_LABEL),
         OptionalWatch(kube, "Gateway", gateway_changed),
         OptionalWatch(kube, "EnvoyProxy", owned_changed, names.GATEWAY_LABEL),
+        OptionalWatch(kube, "ClientTrafficPolicy", owned_changed, names.GATEWAY_LABEL),
         *(OptionalWatch(kube, kind, provisioned_changed, made) for kind in PROVISIONED_KINDS),
     ]

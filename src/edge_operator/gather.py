@@ -151,7 +151,7 @@ class Gatherer:
             now=self.clock(),
             lb_health=self.lb_health(gw.name) if self.lb_health else None,
             workload=workload,
-            gateway_api=self._gateway_api(gw, gateway_api),
+            gateway_api=gateway_api,
             provisioned=self._provisioned(owner, spec, envoy) if provisioned else None,
         )
 
@@ -209,9 +209,9 @@ class Gatherer:
                 raise
             return "missing" if isinstance(error, NotFoundError) else "forbidden"
 
-    def _workload(self, gw: GatewayFacts) -> tuple[WorkloadFacts, GatewayAPIState, GatewayAPIState]:
-        """The gateway's objects, and whether Gateway API and Envoy Gateway's API can be
-        served."""
+    def _workload(self, gw: GatewayFacts) -> tuple[WorkloadFacts, GatewayAPIFacts, GatewayAPIState]:
+        """The gateway's objects, Gateway API as found (the class's Gateways: some of the
+        objects are made per Gateway), and whether Envoy Gateway's API is served."""
         assert gw.spec is not None
         owner = Owner(gw.name, gw.uid)
         ns = gw.spec.controller.namespace
@@ -224,8 +224,9 @@ class Gatherer:
         gateway_api: GatewayAPIState = classes if isinstance(classes, str) else "installed"
         proxies = listed["EnvoyProxy"].result()
         envoy: GatewayAPIState = proxies if isinstance(proxies, str) else "installed"
+        found_api = self._gateway_api(gw, gateway_api)
         keys, roles = changes.expected(
-            owner, gw.spec, gateway_api == "installed", envoy == "installed"
+            owner, gw.spec, found_api.installed, envoy == "installed", found_api.names
         )
         role_exists = [self._read(self._exists, Key("ClusterRole", "", r)) for r in roles]
         owned: dict[Key, Mapping[str, Any]] = {}
@@ -267,7 +268,7 @@ class Gatherer:
                 r for r, exists in zip(roles, role_exists, strict=True) if not exists.result()
             ),
         )
-        return workload, gateway_api, envoy
+        return workload, found_api, envoy
 
     def _lookup(self, key: Key) -> dict[str, Any] | None:
         try:

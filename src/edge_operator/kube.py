@@ -99,6 +99,9 @@ KINDS: Mapping[str, Kind] = {
     "GatewayClass": Kind(names.GATEWAY_API_VERSION, "gatewayclasses", namespaced=False),
     "Gateway": Kind(names.GATEWAY_API_VERSION, "gateways", namespaced=True),
     "EnvoyProxy": Kind(names.ENVOY_GATEWAY_API_VERSION, "envoyproxies", namespaced=True),
+    "ClientTrafficPolicy": Kind(
+        names.ENVOY_GATEWAY_API_VERSION, "clienttrafficpolicies", namespaced=True
+    ),
 }
 
 _HTTP_VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}

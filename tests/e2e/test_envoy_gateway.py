@@ -56,6 +56,18 @@ def envoy_proxy(cluster: Cluster, name: str) -> dict[str, Any] | None:
     return found
 
 
+def client_policy(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] = cluster.custom.get_namespaced_custom_object(
+            EG_GROUP, EG_VERSION, namespace, "clienttrafficpolicies", name
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return found
+
+
 def gateway_class(cluster: Cluster, name: str) -> dict[str, Any] | None:
     try:
         found: dict[str, Any] = cluster.custom.get_cluster_custom_object(
@@ -153,17 +165,12 @@ def test_missing_envoy_gateway_is_reported_then_served_once_installed(
     assert operator.proc.pid == pid  # no restart
 
 
-@pytest.mark.usefixtures("envoy_gateway_crds")
-def test_what_envoy_gateway_reads_is_written_kept_and_read_back(
-    cluster: Cluster, gateways: Gateways, make_node: MakeNode, unique: str
-) -> None:
-    edge, _ = edge_pool(make_node, unique, count=2)
-    name = f"eg-{unique}"
-    made = gateways.create(name, spec(unique))
-
+def written(cluster: Cluster, name: str, uid: str) -> dict[str, Any]:
+    """The EnvoyProxy and the GatewayClass of gateway ``name``, as Envoy Gateway needs
+    them; nothing else of the operator's (returns the EnvoyProxy)."""
     proxy = wait_for(lambda: envoy_proxy(cluster, name), f"EnvoyProxy {NS}/{name}")
     [ref] = proxy["metadata"]["ownerReferences"]
-    assert (ref["kind"], ref["uid"]) == ("EdgeGateway", made["metadata"]["uid"])
+    assert (ref["kind"], ref["uid"]) == ("EdgeGateway", uid)
     assert proxy["metadata"]["labels"][names.GATEWAY_LABEL] == name
     k8s = proxy["spec"]["provider"]["kubernetes"]
     assert k8s["envoyDeployment"]["pod"]["nodeSelector"] == {
@@ -185,6 +192,18 @@ def test_what_envoy_gateway_reads_is_written_kept_and_read_back(
     assert not cluster.core.list_namespaced_service(
         NS, label_selector=f"{names.GATEWAY_LABEL}={name}"
     ).items
+    return proxy
+
+
+@pytest.mark.usefixtures("envoy_gateway_crds")
+def test_what_envoy_gateway_reads_is_written_kept_and_read_back(
+    cluster: Cluster, gateways: Gateways, make_node: MakeNode, unique: str
+) -> None:
+    edge, _ = edge_pool(make_node, unique, count=2)
+    name = f"eg-{unique}"
+    made = gateways.create(name, spec(unique))
+
+    proxy = written(cluster, name, made["metadata"]["uid"])
 
     # Drift on the EnvoyProxy is put back.
     cluster.custom.patch_namespaced_custom_object(
@@ -202,6 +221,11 @@ def test_what_envoy_gateway_reads_is_written_kept_and_read_back(
     create_gateway(cluster, "default", f"web-{unique}", name)
     try:
         gateways.wait_condition(name, "ControllerAvailable", "False", "EnvoyFleetPending")
+        # The client-address rules, in the Gateway's namespace, naming it.
+        policy = wait_for(lambda: client_policy(cluster, "default", name), "ClientTrafficPolicy")
+        assert [t["name"] for t in policy["spec"]["targetRefs"]] == [f"web-{unique}"]
+        assert "X-Forwarded-For" in policy["spec"]["headers"]["earlyRequestHeaders"]["remove"]
+        assert policy["metadata"]["ownerReferences"][0]["uid"] == made["metadata"]["uid"]
         play_envoy_gateway(cluster, name, proxy)
         obj = gateways.wait_condition(name, "ControllerAvailable", "True", timeout=90)
         assert {
@@ -211,11 +235,22 @@ def test_what_envoy_gateway_reads_is_written_kept_and_read_back(
         assert obj["status"]["addresses"] == [{"type": "IPAddress", "value": LB_IP}]
         assert condition(obj, "ObjectsOwned")["status"] == "True"  # type: ignore[index]
 
-        # Deleted: the EnvoyProxy and the class go with it (Envoy Gateway then removes
-        # its fleet), the nodes are restored.
+        # A second Gateway elsewhere gets its namespace's policy; the policy goes with the
+        # namespace's last Gateway.
+        create_gateway(cluster, NS, f"web2-{unique}", name)
+        wait_for(lambda: client_policy(cluster, NS, name), "a policy beside the second Gateway")
+        cluster.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, NS, "gateways", f"web2-{unique}"
+        )
+        wait_for(lambda: client_policy(cluster, NS, name) is None, "that policy deleted")
+        assert client_policy(cluster, "default", name) is not None
+
+        # Deleted: the EnvoyProxy, the class and the policy go with it (Envoy Gateway
+        # then removes its fleet), the nodes are restored.
         gateways.delete(name)
         wait_for(lambda: envoy_proxy(cluster, name) is None, "the EnvoyProxy deleted")
         wait_for(lambda: gateway_class(cluster, name) is None, "GatewayClass gone")
+        wait_for(lambda: client_policy(cluster, "default", name) is None, "the policy gone")
         for node in edge:
             labels = cluster.node(node)["metadata"].get("labels") or {}
             assert names.GATEWAY_LABEL not in labels

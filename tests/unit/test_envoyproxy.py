@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from edge_operator import api, names
-from edge_operator.desired import changes, envoyproxy, gatewayclass
+from edge_operator.desired import changes, clienttrafficpolicy, envoyproxy, gatewayclass
 from edge_operator.desired import nodes as node_rules
 from edge_operator.desired import status as status_rules
 from edge_operator.desired import workload as workload_rules
@@ -26,6 +26,7 @@ from edge_operator.facts import (
 from tests.unit.test_nodes import facts, gateway, node, worker
 
 OWNER = Owner("edge", "uid-1")
+NS = names.DEFAULT_NAMESPACE
 
 
 def build(**spec: Any) -> dict[str, Any]:
@@ -226,7 +227,11 @@ def test_status_reads_back_what_envoy_gateway_made() -> None:
     planned = changes.plan(made, decision)
     assert planned.deployment == Key("Deployment", "envoy-gateway-system", "edge")
     assert planned.service == Key("Service", "envoy-gateway-system", "edge")
-    assert {k.kind for k in planned.desired} == {"EnvoyProxy", "GatewayClass"}
+    assert set(planned.desired) == {
+        Key("EnvoyProxy", NS, "edge"),
+        Key("GatewayClass", "", "edge"),
+        Key("ClientTrafficPolicy", "apps", "edge"),
+    }
     workload = changes.workload(made, planned, applied=False)
     status = status_rules.gateway_status(made, decision, False, workload)
     by_type = {c["type"]: c for c in status["conditions"]}
@@ -269,3 +274,34 @@ def test_objects_envoy_gateway_made_for_a_class_concern_its_gateways() -> None:
     assert envoyproxy.serving([eg_gateway(), *others], "edge") == ["edge"]
     assert envoyproxy.serving([eg_gateway(), *others], "public") == ["e2"]
     assert envoyproxy.serving([eg_gateway(), *others], "t1") == []  # Traefik's class
+
+
+def test_client_address_rules_for_the_gateways_of_the_class_in_each_namespace() -> None:
+    """Direct: every client-set address, scheme-host-port and listed header removed
+    before Envoy's own header handling, so X-Forwarded-For carries the peer alone."""
+    spec = api.EdgeGatewaySpec.model_validate(
+        {"nodes": {"selector": {}}, **EG_SPEC, "clientIP": {"removeHeaders": ["X-Client-IP"]}}
+    )
+    found = [("shop", "web"), ("apps", "b"), ("apps", "a")]
+    apps, shop = clienttrafficpolicy.policies(OWNER, spec, found)
+    assert (apps["metadata"]["namespace"], shop["metadata"]["namespace"]) == ("apps", "shop")
+    assert apps["metadata"]["name"] == "edge"
+    assert apps["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert [t["name"] for t in apps["spec"]["targetRefs"]] == ["a", "b"]
+    assert apps["spec"]["targetRefs"][0] == {
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "name": "a",
+    }
+    headers = apps["spec"]["headers"]
+    assert headers["withUnderscoresAction"] == "DropHeader"
+    assert headers["earlyRequestHeaders"]["remove"] == [
+        "X-Forwarded-For",
+        "X-Forwarded-Host",
+        "X-Forwarded-Port",
+        "X-Real-Ip",
+        "Forwarded",
+        "X-Client-IP",
+    ]
+    assert "clientIPDetection" not in apps["spec"]  # the peer is the client
+    assert clienttrafficpolicy.policies(OWNER, spec, []) == []

@@ -85,6 +85,7 @@ def expected(
     spec: api.EdgeGatewaySpec,
     gateway_api_installed: bool,
     envoy_gateway_installed: bool = False,
+    gateways: tuple[tuple[str, str], ...] = (),
 ) -> tuple[list[Key], list[str]]:
     """The keys of the objects the gateway's workload is made of, and the provider
     ClusterRoles its bindings point at: what the gather step checks by name. Neither
@@ -96,6 +97,7 @@ def expected(
             ready_edge_nodes=0,
             gateway_api_installed=gateway_api_installed,
             envoy_gateway_installed=envoy_gateway_installed,
+            gateways=gateways,
         )
     )
     roles = sorted({obj["roleRef"]["name"] for obj in objects if "roleRef" in obj})
@@ -117,6 +119,7 @@ def plan(facts: Facts, decision: NodeDecision) -> WorkloadPlan:
         autoscaled_replicas=facts.workload.autoscaled_replicas,
         gateway_api_installed=facts.gateway_api.installed,
         envoy_gateway_installed=facts.provisioned is not None and facts.provisioned.installed,
+        gateways=facts.gateway_api.names,
     )
     desired: dict[Key, Mapping[str, Any]] = {
         Key.of(obj): obj for obj in workload_rules.build(inputs)

@@ -11,6 +11,10 @@ but the Namespace carry an ownerReference to the EdgeGateway, so the garbage col
 with it. Each object is built in a module of its own (namespace, rbac, configmap,
 deployment, pdb, ingressclass, service, readiness, gatewayclass), which also says how
 it is applied (RECREATE); this module composes them.
+
+controller.provider envoy-gateway is the exception: the operator runs no controller of
+its own, and writes only what the cluster's Envoy Gateway provisions the Envoy fleet
+from (``provisioned``: envoyproxy, gatewayclass, clienttrafficpolicy).
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_operator import api, names
-from edge_operator.desired import configmap, envoyproxy, gatewayclass, ingressclass, pdb, rbac
+from edge_operator.desired import (
+    clienttrafficpolicy,
+    configmap,
+    envoyproxy,
+    gatewayclass,
+    ingressclass,
+    pdb,
+    rbac,
+)
 from edge_operator.desired import deployment as deployment_rules
 from edge_operator.desired import readiness as readiness_rules
 from edge_operator.desired import service as service_rules
@@ -49,9 +61,10 @@ OWNED_KINDS = (
     "Ingress",
     "GatewayClass",
     "EnvoyProxy",
+    "ClientTrafficPolicy",
 )
 #: Kinds listed only where their CRDs are installed (a 404 otherwise means "none").
-OPTIONAL_KINDS = frozenset({"GatewayClass", "EnvoyProxy"})
+OPTIONAL_KINDS = frozenset({"GatewayClass", "EnvoyProxy", "ClientTrafficPolicy"})
 #: Kinds deleted and created again when an immutable field of theirs must change
 #: (each object's module says why). Never a Service (its load balancer and address
 #: would go) nor a Deployment (its pods).
@@ -70,6 +83,8 @@ class Inputs:
     gateway_api_installed: bool = False
     #: Envoy Gateway's CRDs are installed (EnvoyProxy is served).
     envoy_gateway_installed: bool = False
+    #: The Gateways of the gateway's class, as (namespace, name).
+    gateways: tuple[tuple[str, str], ...] = ()
 
 
 def serves_gateway_api(inputs: Inputs) -> bool:
@@ -134,7 +149,7 @@ def render(inputs: Inputs) -> Rendered:
 def provisioned(inputs: Inputs) -> list[dict[str, Any]]:
     """controller.provider envoy-gateway: what Envoy Gateway makes the Envoy fleet from,
     the EnvoyProxy and the GatewayClass naming it (both once its CRDs and Gateway API's
-    are there)."""
+    are there), and the client-address rules of the class's Gateways."""
     if not (inputs.envoy_gateway_installed and serves_gateway_api(inputs)):
         return []
     owner, spec = inputs.owner, inputs.spec
@@ -146,6 +161,7 @@ def provisioned(inputs: Inputs) -> list[dict[str, Any]]:
             envoy_gateway.GATEWAY_CONTROLLER,
             envoyproxy.parameters_ref(owner, spec),
         ),
+        *clienttrafficpolicy.policies(owner, spec, inputs.gateways),
     ]
 
 
