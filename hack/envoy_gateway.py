@@ -13,9 +13,6 @@ channel; the standard ones come from hack/gateway_api.py.)
 
 from __future__ import annotations
 
-import argparse
-import fcntl
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,43 +30,13 @@ def version() -> str:
 def manifest(ver: str | None = None) -> Path:
     """Envoy Gateway's CRDs of ``ver`` as one YAML file, downloaded once."""
     ver = ver or version()
-    cache = localcluster.cache_dir()
-    out = cache / f"envoy-gateway-crds-{ver}" / "crds.yaml"
-    if out.exists():
-        return out
-    cache.mkdir(parents=True, exist_ok=True)
-    with (cache / f".envoy-gateway-crds-{ver}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if out.exists():  # made by the holder of the lock
-            return out
-        source = gateway_api.module_dir(MODULE, ver) / CRDS
-        docs = [p.read_text().strip() for p in sorted(source.glob("*.yaml"))]
-        if not docs:
-            raise RuntimeError(f"no CRDs in {source}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.with_suffix(".tmp")
-        partial.write_text(
-            f"# Envoy Gateway {ver} CRDs, from the Go module {MODULE}.\n"
-            + "\n---\n".join(d.removeprefix("---\n") for d in docs)
-            + "\n"
-        )
-        partial.rename(out)
-    return out
+    return gateway_api.joined(
+        f"envoy-gateway-crds-{ver}/crds.yaml", MODULE, ver, CRDS, f"Envoy Gateway {ver} CRDs"
+    )
 
 
 def install(kubeconfig: Path, ver: str | None = None) -> None:
-    """Apply the CRDs (server-side) and wait until every one is Established."""
-    kubectl = [str(localcluster.kubectl_path()), f"--kubeconfig={kubeconfig}"]
-    path = manifest(ver)
-    subprocess.run(
-        [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(path)],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    subprocess.run(
-        [*kubectl, "wait", "--for=condition=Established", "--timeout=60s",
-         *(f"customresourcedefinition/{name}" for name in crd_names(path))],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+    gateway_api.apply_crds(kubeconfig, manifest(ver))
 
 
 def crd_names(path: Path | None = None) -> list[str]:
@@ -77,19 +44,7 @@ def crd_names(path: Path | None = None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hack/envoy_gateway.py", description=__doc__.split("\n")[0]
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("manifest", help="print the path of the CRDs' manifest (downloaded once)")
-    inst = sub.add_parser("install", help="apply the CRDs to a cluster")
-    inst.add_argument("kubeconfig", type=Path)
-    args = parser.parse_args(argv)
-    if args.command == "manifest":
-        print(manifest())
-    else:
-        install(args.kubeconfig)
-    return 0
+    return gateway_api.command("hack/envoy_gateway.py", __doc__, manifest, install, argv)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import localcluster
@@ -51,21 +52,32 @@ def module_dir(module: str, ver: str) -> Path:
 def manifest(ver: str | None = None) -> Path:
     """The standard-channel CRDs of ``ver`` as one YAML file, downloaded once."""
     ver = ver or version()
+    return joined(f"gateway-api-{ver}/standard-install.yaml", MODULE, ver,
+                  Path("config/crd/standard"), f"Gateway API {ver} standard channel")  # fmt: skip
+
+
+def joined(target: str, module: str, ver: str, source: Path, title: str) -> Path:
+    """The YAML files of ``source`` in Go module ``module`` at ``ver``, joined in name order
+    into ``target`` (a path in the cache), once (two builds at once wait for each other
+    on a lock)."""
     cache = localcluster.cache_dir()
-    out = cache / f"gateway-api-{ver}" / "standard-install.yaml"
+    out = cache / target
+    slug = Path(target).parts[0]
     if out.exists():
         return out
     cache.mkdir(parents=True, exist_ok=True)
-    with (cache / f".gateway-api-{ver}.lock").open("w") as lock:
+    with (cache / f".{slug}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if out.exists():  # made by the holder of the lock
             return out
-        source = module_dir(MODULE, ver) / "config" / "crd" / "standard"
-        docs = [p.read_text().strip() for p in sorted(source.glob("*.yaml"))]
+        found = module_dir(module, ver) / source
+        docs = [p.read_text().strip() for p in sorted(found.glob("*.yaml"))]
+        if not docs:
+            raise RuntimeError(f"no YAML files in {found}")
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_suffix(".tmp")
         partial.write_text(
-            f"# Gateway API {ver} standard channel, from the Go module {MODULE}.\n"
+            f"# {title}, from the Go module {module}.\n"
             + "\n---\n".join(d.removeprefix("---\n") for d in docs)
             + "\n"
         )
@@ -74,10 +86,13 @@ def manifest(ver: str | None = None) -> Path:
 
 
 def install(kubeconfig: Path, ver: str | None = None) -> None:
-    """Apply the CRDs (server-side: they are too large for the last-applied annotation)
-    and wait until every one is Established."""
+    apply_crds(kubeconfig, manifest(ver))
+
+
+def apply_crds(kubeconfig: Path, path: Path) -> None:
+    """Apply the CRDs of a manifest (server-side: they are too large for the
+    last-applied annotation) and wait until every one is Established."""
     kubectl = [str(localcluster.kubectl_path()), f"--kubeconfig={kubeconfig}"]
-    path = manifest(ver)
     subprocess.run(
         [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(path)],
         check=True, capture_output=True, text=True,
@@ -100,18 +115,30 @@ def crd_names(path: Path | None = None) -> list[str]:
     return found
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hack/gateway_api.py", description=__doc__.split("\n")[0])
+def command(
+    prog: str,
+    doc: str,
+    made: Callable[[], Path],
+    applied: Callable[[Path], None],
+    argv: list[str] | None = None,
+) -> int:
+    """A CRD script's command line: ``manifest`` prints ``made()``, ``install KUBECONFIG``
+    runs ``applied``."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("manifest", help="print the path of the CRDs' manifest (downloaded once)")
     inst = sub.add_parser("install", help="apply the CRDs to a cluster")
     inst.add_argument("kubeconfig", type=Path)
     args = parser.parse_args(argv)
     if args.command == "manifest":
-        print(manifest())
+        print(made())
     else:
-        install(args.kubeconfig)
+        applied(args.kubeconfig)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command("hack/gateway_api.py", __doc__, manifest, install, argv)
 
 
 if __name__ == "__main__":

@@ -119,22 +119,15 @@ class Cluster:
         envoy_gateway.install(self.kubeconfig)
 
     def remove_envoy_gateway_crds(self) -> None:
-        for name in envoy_gateway.crd_names():
-            try:
-                self.apiext.delete_custom_resource_definition(name)
-            except ApiException as error:
-                if error.status != 404:
-                    raise
-
-        def gone() -> bool:
-            present = {c.metadata.name for c in self.apiext.list_custom_resource_definition().items}
-            return not present.intersection(envoy_gateway.crd_names())
-
-        wait_for(gone, "Envoy Gateway's CRDs deleted", timeout=60)
+        """Delete Envoy Gateway's CRDs (and with them every object of theirs)."""
+        self.remove_crds(envoy_gateway.crd_names())
 
     def remove_gateway_api(self) -> None:
         """Delete the Gateway API CRDs (and with them every Gateway API object)."""
-        crds = gateway_api.crd_names()
+        self.remove_crds(gateway_api.crd_names())
+
+    def remove_crds(self, crds: list[str]) -> None:
+        """Delete the CRDs and wait until they are gone."""
         for name in crds:
             try:
                 self.apiext.delete_custom_resource_definition(name)
@@ -146,7 +139,24 @@ class Cluster:
             listed = self.apiext.list_custom_resource_definition().items
             return not {c.metadata.name for c in listed} & set(crds)
 
-        wait_for(gone, "the Gateway API CRDs deleted", timeout=60)
+        wait_for(gone, f"CRDs {', '.join(crds)} deleted", timeout=60)
+
+    def custom_object(
+        self, group: str, version: str, plural: str, name: str, namespace: str = ""
+    ) -> dict[str, Any] | None:
+        """A custom object (cluster-scoped without ``namespace``), or None when absent."""
+        try:
+            if namespace:
+                found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                    group, version, namespace, plural, name
+                )
+            else:
+                found = self.custom.get_cluster_custom_object(group, version, plural, name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
 
     def crd(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self.api.sanitize_for_serialization(

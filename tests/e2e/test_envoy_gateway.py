@@ -45,39 +45,15 @@ def spec(unique: str, **extra: Any) -> dict[str, Any]:
 
 
 def envoy_proxy(cluster: Cluster, name: str) -> dict[str, Any] | None:
-    try:
-        found: dict[str, Any] = cluster.custom.get_namespaced_custom_object(
-            EG_GROUP, EG_VERSION, NS, "envoyproxies", name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return found
+    return cluster.custom_object(EG_GROUP, EG_VERSION, "envoyproxies", name, NS)
 
 
 def client_policy(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        found: dict[str, Any] = cluster.custom.get_namespaced_custom_object(
-            EG_GROUP, EG_VERSION, namespace, "clienttrafficpolicies", name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return found
+    return cluster.custom_object(EG_GROUP, EG_VERSION, "clienttrafficpolicies", name, namespace)
 
 
 def gateway_class(cluster: Cluster, name: str) -> dict[str, Any] | None:
-    try:
-        found: dict[str, Any] = cluster.custom.get_cluster_custom_object(
-            GROUP, VERSION, "gatewayclasses", name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return found
+    return cluster.custom_object(GROUP, VERSION, "gatewayclasses", name)
 
 
 def play_envoy_gateway(cluster: Cluster, class_name: str, proxy: dict[str, Any]) -> None:

@@ -28,15 +28,7 @@ NOW = "2026-01-01T00:00:00Z"
 
 
 def gateway_class(cluster: Cluster, name: str) -> dict[str, Any] | None:
-    try:
-        found: dict[str, Any] = cluster.custom.get_cluster_custom_object(
-            GROUP, VERSION, "gatewayclasses", name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return found
+    return cluster.custom_object(GROUP, VERSION, "gatewayclasses", name)
 
 
 def accept(cluster: Cluster, name: str) -> None:

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import chart
 import localcluster
 from edge_operator import names
+from edge_operator.desired.providers import envoy_gateway
 from edge_operator.handlers import WATCHED
 from tests.e2e.cluster import Cluster, Gateways, wait_for
 from tests.e2e.operator import HasMetrics, OperatorProcess
@@ -231,7 +232,8 @@ def test_owned_kinds_and_pods_are_watched_with_the_gateway_label_selector(
 ) -> None:
     """No cluster-wide unfiltered stream of kinds the operator needs only for its own
     objects: every list and watch of them (kopf's and ours) carries the label selector,
-    so the API server sends the gateways' objects only."""
+    so the API server sends the gateways' objects only (or, for controller.provider
+    envoy-gateway, what Envoy Gateway made for a class: its class label)."""
     if cluster.audit_log is None:
         pytest.skip("reading the operator's requests needs the local control plane's audit log")
     plurals = {plural for _, _, plural in WATCHED}
@@ -245,5 +247,10 @@ def test_owned_kinds_and_pods_are_watched_with_the_gateway_label_selector(
                 selector = (query.get("labelSelector") or [""])[0]
                 seen.setdefault(f"{event['verb']} {ref['resource']}", set()).add(selector)
     assert {k.split()[1] for k in seen if k.startswith("watch ")} == plurals
-    unfiltered = {k: v for k, v in seen.items() if any(names.GATEWAY_LABEL not in s for s in v)}
+    selectors = (names.GATEWAY_LABEL, envoy_gateway.OWNING_CLASS_LABEL)
+    unfiltered = {
+        k: bad
+        for k, v in seen.items()
+        if (bad := {s for s in v if not any(label in s for label in selectors)})
+    }
     assert unfiltered == {}
