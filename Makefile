@@ -31,7 +31,7 @@ tools: ## etcd, kube-apiserver/controller-manager/scheduler, kubectl, kwok, the 
 	python3 hack/gateway_api.py manifest >/dev/null
 	python3 hack/envoy_gateway.py manifest >/dev/null
 
-lab-tools: tools ## what the lab runs (as root): Debian packages, kubelet, kube-proxy, Traefik, echo, the Gateway API conformance suite; skipped where the lab cannot run
+lab-tools: tools ## what the lab runs (as root): Debian packages, kubelet, kube-proxy, Traefik, echo, the Gateway API conformance suite, Envoy Gateway and Envoy; skipped where the lab cannot run
 	$(PYTHON) hack/lab build --if-possible
 
 test: install tools lab-tools ## unit, end-to-end and dataplane tests (e2e on a fresh local control plane; dataplane in a fresh lab)

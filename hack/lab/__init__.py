@@ -158,6 +158,11 @@ def build() -> dict[str, Path]:
     # The Gateway API conformance suite and its backends (tests/dataplane/test_conformance.py).
     suite = conformance.build()
     built |= {"conformance": suite.binary, "echo-basic": suite.echo_basic, "coredns": suite.coredns}
+    # Envoy Gateway and Envoy (tests/dataplane/test_envoy_gateway.py).
+    from lab import envoy_gateway  # noqa: PLC0415 (it imports this package)
+
+    eg = envoy_gateway.build()
+    built |= {"envoy-gateway": eg.envoy_gateway, "envoy": eg.envoy}
     return built
 
 

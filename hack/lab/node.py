@@ -162,6 +162,10 @@ def _cni_config(paths: Paths, node: Node) -> str:
     return json.dumps({"cniVersion": "1.0.0", "name": node.cgroup, "plugins": plugins}, indent=2)
 
 
+#: The cluster DNS Service's address (in the control plane's --service-cluster-ip-range).
+CLUSTER_DNS = "10.96.0.10"
+
+
 def _kubelet_config(paths: Paths, node: Node, ca: Path) -> str:
     config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -194,6 +198,10 @@ def _kubelet_config(paths: Paths, node: Node, ca: Path) -> str:
         "serializeImagePulls": False,
         "maxPods": 30,
         "resolvConf": "",
+        # The cluster DNS, as a cluster has one (run only where a test needs it:
+        # lab.envoy_gateway.cluster_dns; Envoy finds its xDS server by name).
+        "clusterDNS": [CLUSTER_DNS],
+        "clusterDomain": "cluster.local",
     }
     return json.dumps(config, indent=2)
 
