@@ -32,11 +32,12 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import envoy_gateway as crds  # hack/envoy_gateway.py: the CRDs and the pinned version
+import gateway_api
 import localcluster
 from lab import images, node
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from lab import Lab
 
 HACK_DIR = Path(__file__).resolve().parent.parent
-VERSION = "v1.9.1"
+VERSION = crds.version()
 ENVOY_VERSION = "1.39.3"
 NAMESPACE = "envoy-gateway-system"
 RELEASE = "eg"
@@ -53,7 +54,6 @@ RELEASE = "eg"
 GATEWAY_IMAGE = f"docker.io/envoyproxy/gateway:{VERSION}"
 #: A tag, not EG's digest-pinned default (api/v1alpha1 DefaultEnvoyProxyImage).
 ENVOY_IMAGE = f"docker.io/envoyproxy/envoy:distroless-v{ENVOY_VERSION}"
-CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"
 #: The lab's cluster DNS (cluster_dns()): a fixed ClusterIP in --service-cluster-ip-range.
 DNS_ADDRESS = node.CLUSTER_DNS
 DNS_NAMESPACE = "kube-system"
@@ -154,9 +154,7 @@ def install(lab: Lab, built: Built | None = None, timeout: float = 180.0) -> str
     NAMESPACE and wait for the control plane; returns its Service's ClusterIP."""
     built = built or build()
     lab.import_images(images_for(built))
-    crds = built.source / "charts/gateway-helm/charts/crds/crds/generated"
-    for crd in sorted(crds.glob("*.yaml")):
-        kubectl(lab, "apply", "--server-side", "-f", str(crd))
+    gateway_api.apply_crds(lab.kubeconfig, crds.manifest(VERSION))
     with tempfile.TemporaryDirectory(prefix="eg-chart-") as tmp:
         chart = _chart(built.source, Path(tmp))
         proc = subprocess.run(
@@ -318,20 +316,6 @@ def uninstall(lab: Lab, timeout: float = 120.0) -> None:
     kubectl(lab, "-n", DNS_NAMESPACE, "delete", "deployment,service,configmap,serviceaccount",
             "lab-dns", "--ignore-not-found", "--wait=false")  # fmt: skip
     kubectl(lab, "delete", "clusterrolebinding,clusterrole", "lab-dns", "--ignore-not-found")
-
-
-def wait(what: str, ready: Any, timeout: float = 180.0, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = ready()
-            if value:
-                return value
-        except (EnvoyGatewayError, OSError, ValueError, KeyError, IndexError):
-            pass
-        if time.monotonic() > deadline:
-            raise EnvoyGatewayError(f"timed out waiting for {what}")
-        time.sleep(every)
 
 
 def get(lab: Lab, *args: str) -> Any:

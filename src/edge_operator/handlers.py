@@ -402,13 +402,7 @@ async def gateway_api_crd_event(memo: kopf.Memo, **_: Any) -> None:
 )
 async def envoy_gateway_crd_event(memo: kopf.Memo, **_: Any) -> None:
     rt = runtime(memo)
-    rt.poke(
-        *(
-            gw.name
-            for gw in rt.gateways.values()
-            if gw.spec is not None and gw.spec.controller.provider == envoy_gateway.NAME
-        )
-    )
+    rt.poke(*envoyproxy.serving(rt.gateways.values()))
 
 
 @kopf.on.delete(**GATEWAYS)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import lab
-from edge_operator.desired.providers import traefik
+from edge_operator.desired.providers import envoy_gateway, traefik
+from lab import envoy_gateway as lab_envoy_gateway
 from lab import images, lb, proxies
 
 
@@ -35,6 +36,11 @@ def test_image_names_are_normalised_like_containerd_cri(name: str, stored: str) 
 
 def test_the_lab_runs_the_traefik_image_the_operator_renders() -> None:
     assert lab.traefik_image() == traefik.DEFAULT_IMAGE
+
+
+def test_the_lab_runs_the_envoy_gateway_and_envoy_the_operator_writes_for() -> None:
+    assert lab_envoy_gateway.ENVOY_IMAGE == envoy_gateway.DEFAULT_IMAGE
+    assert lab_envoy_gateway.VERSION == envoy_gateway.VERSION
 
 
 def test_oci_archive_is_a_valid_single_layer_image(tmp_path: Path) -> None:

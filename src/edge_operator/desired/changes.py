@@ -111,6 +111,7 @@ def plan(facts: Facts, decision: NodeDecision) -> WorkloadPlan:
     ns = spec.controller.namespace
     name = names.workload_name(who.name)
     current = facts.workload.owned
+    made = facts.provisioned
     ready = sum(1 for n in decision.selected if n in facts.nodes and facts.nodes[n].ready)
     inputs = workload_rules.Inputs(
         owner=who,
@@ -146,20 +147,20 @@ def plan(facts: Facts, decision: NodeDecision) -> WorkloadPlan:
         conflicts=tuple(
             key for key, change in changes if change == "Create" and key in facts.workload.foreign
         ),
-        deployment=_provisioned_key(facts, "deployment") or Key("Deployment", ns, name),
-        service=_provisioned_key(facts, "service") or Key("Service", ns, name),
+        deployment=_key(facts, made.deployment if made else None, Key("Deployment", ns, name)),
+        service=_key(facts, made.service if made else None, Key("Service", ns, name)),
         ingress_class=ingressclass.name(who, spec),
         gateway_class=gatewayclass.name(who, spec) if spec.gateway_api.enabled else "",
     )
 
 
-def _provisioned_key(facts: Facts, which: str) -> Key | None:
-    """The key of the Deployment or Service the provider's control plane made (Envoy
-    Gateway: in its namespace); None where the operator makes them itself."""
+def _key(facts: Facts, made: Mapping[str, Any] | None, own: Key) -> Key:
+    """The key of the gateway's Deployment or Service: ``own`` where the operator makes
+    it; where the provider's control plane does (Envoy Gateway, in its namespace), the
+    one it made, or a key no object has while it has made none."""
     if facts.provisioned is None:
-        return None
-    found = getattr(facts.provisioned, which)
-    return Key.of(found) if found is not None else Key(which.title(), "", "")
+        return own
+    return Key.of(made) if made is not None else Key(own.kind, "", "")
 
 
 def workload(

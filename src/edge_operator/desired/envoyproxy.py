@@ -113,7 +113,7 @@ def envoy_proxy(owner: Owner, spec: api.EdgeGatewaySpec, replicas: int) -> dict[
         container["resources"] = resources
     svc = spec.service
     service: dict[str, Any] = {
-        "name": names.workload_name(owner.name),
+        "name": name(owner),
         "type": "LoadBalancer",
         "externalTrafficPolicy": svc.external_traffic_policy,
     }
@@ -130,7 +130,7 @@ def envoy_proxy(owner: Owner, spec: api.EdgeGatewaySpec, replicas: int) -> dict[
             "type": "Kubernetes",
             "kubernetes": {
                 "envoyDeployment": {
-                    "name": names.workload_name(owner.name),
+                    "name": name(owner),
                     "replicas": replicas,
                     "pod": pod,
                     "container": container,
@@ -175,13 +175,14 @@ def parameters_ref(owner: Owner, spec: api.EdgeGatewaySpec) -> dict[str, str]:
     }
 
 
-def serving(gateways: Iterable[GatewayFacts], class_name: str) -> list[str]:
-    """The envoy-gateway gateways whose class is ``class_name``: those an object Envoy
-    Gateway made for that class (Deployment, Service, pod) concerns."""
+def serving(gateways: Iterable[GatewayFacts], class_name: str | None = None) -> list[str]:
+    """The envoy-gateway gateways (whose class is ``class_name``, when given): those Envoy
+    Gateway's CRDs coming or going, or an object it made for that class (Deployment,
+    Service, pod), concern."""
     return sorted(
         gw.name
         for gw in gateways
         if gw.spec is not None
         and gw.spec.controller.provider == envoy_gateway.NAME
-        and gatewayclass.name(Owner(gw.name, gw.uid), gw.spec) == class_name
+        and (class_name is None or gatewayclass.name(Owner(gw.name, gw.uid), gw.spec) == class_name)
     )
